@@ -1,0 +1,255 @@
+"""What quantization did, layer by layer and for the whole model.
+
+Per-layer SQNR compares each compute node of the converted model with the same node of the prepared
+model (float, with conv-BN already folded and observers acting as identity). Comparing against the
+unfolded float graph would blame BN folding on quantization (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.fx import GraphModule, Interpreter, Node
+from torchao.quantization.pt2e import ObserverBase
+
+from core.engine.quantizers import ADD_OPS, CONV_OPS, LINEAR_OPS, MATMUL_OPS, MUL_OPS, module_path
+
+COMPUTE_OPS = CONV_OPS | LINEAR_OPS | MATMUL_OPS | ADD_OPS | MUL_OPS
+HIST_BINS = 128
+QUANT_OPS = ("quantize_per_tensor", "quantize_per_channel", "choose_qparams")
+DEQUANT_OPS = ("dequantize_per_tensor", "dequantize_per_channel")
+
+
+def op_name(node: Node) -> str:
+    t = node.target
+    name = getattr(t, "__name__", str(t))
+    if hasattr(t, "_schema"):
+        name = t._schema.name.split("::")[-1]
+    return name.split(".")[0]
+
+
+def is_quant(node: Node) -> bool:
+    return node.op == "call_function" and any(k in str(node.target) for k in QUANT_OPS)
+
+
+def is_dequant(node: Node) -> bool:
+    return node.op == "call_function" and any(k in str(node.target) for k in DEQUANT_OPS)
+
+
+def is_compute(node: Node) -> bool:
+    if node.op != "call_function" or node.target not in COMPUTE_OPS:
+        return False
+    if node.target in ADD_OPS or node.target in MUL_OPS:
+        return all(isinstance(a, Node) and isinstance(a.meta.get("val"), torch.Tensor) for a in node.args[:2])
+    return True
+
+
+def layer_names(gm: GraphModule) -> dict[str, str]:
+    """node name -> layer name: the module path when it identifies one op, else the node name."""
+    nodes = [n for n in gm.graph.nodes if is_compute(n)]
+    per_module: dict[str, int] = {}
+    for n in nodes:
+        per_module[module_path(n)] = per_module.get(module_path(n), 0) + 1
+    out = {}
+    for n in nodes:
+        path = module_path(n)
+        out[n.name] = path if path and per_module[path] == 1 and n.target not in ADD_OPS | MUL_OPS else n.name
+    return out
+
+
+def sqnr_db(ref: torch.Tensor, test: torch.Tensor) -> float:
+    ref, test = ref.detach().double().flatten(), test.detach().double().flatten()
+    noise = (ref - test).pow(2).mean().item()
+    signal = ref.pow(2).mean().item()
+    if noise == 0:
+        return 120.0
+    if signal == 0:
+        return float("-inf")
+    return float(10 * np.log10(signal / noise))
+
+
+class _Recorder(Interpreter):
+    def __init__(self, gm: GraphModule, names: set[str]):
+        super().__init__(gm)
+        self.names = names
+        self.values: dict[str, torch.Tensor] = {}
+
+    def call_module(self, target, args, kwargs):
+        # observers only watch; skipping them keeps the float reference fast and its statistics untouched
+        if isinstance(self.fetch_attr(target), ObserverBase):
+            return args[0]
+        return super().call_module(target, args, kwargs)
+
+    def run_node(self, n: Node):
+        out = super().run_node(n)
+        if n.name in self.names and isinstance(out, torch.Tensor):
+            self.values[n.name] = out.detach()
+        return out
+
+
+def record(gm: GraphModule, names: set[str], inputs: tuple) -> tuple[dict[str, torch.Tensor], object]:
+    rec = _Recorder(gm, names)
+    with torch.no_grad():
+        out = rec.run(*inputs)
+    return rec.values, out
+
+
+def _attr(gm: GraphModule, node) -> torch.Tensor | float | int:
+    if isinstance(node, Node) and node.op == "get_attr":
+        obj = gm
+        for part in node.target.split("."):
+            obj = getattr(obj, part)
+        return obj
+    return node
+
+
+def _qparams(gm: GraphModule, q: Node) -> tuple[float, int, int, int] | None:
+    """(scale, zero_point, qmin, qmax) of a per-tensor quantize/dequantize node."""
+    if "per_tensor" not in str(q.target):
+        return None
+    scale, zp, qmin, qmax = (_attr(gm, a) for a in q.args[1:5])
+    return float(scale), int(zp), int(qmin), int(qmax)
+
+
+def _output_q(node: Node) -> Node | None:
+    """The quantize node that quantizes this op's output, looking through one fused ReLU/clip."""
+    for user in node.users:
+        if is_quant(user):
+            return user
+    if len(node.users) == 1:
+        (user,) = node.users
+        if user.op == "call_function" and user.target in _ACTIVATIONS:
+            return next((u for u in user.users if is_quant(u)), None)
+    return None
+
+
+_ACTIVATIONS = {
+    torch.ops.aten.relu.default,
+    torch.ops.aten.relu_.default,
+    torch.ops.aten.hardtanh.default,
+    torch.ops.aten.hardtanh_.default,
+}
+
+
+def _weight_scales(gm: GraphModule, node: Node) -> torch.Tensor | None:
+    if len(node.args) < 2 or not isinstance(node.args[1], Node):
+        return None
+    w = node.args[1]
+    if not is_dequant(w):
+        return None
+    scales = _attr(gm, w.args[1])
+    return scales.detach().float().reshape(-1) if isinstance(scales, torch.Tensor) else torch.tensor([float(scales)])
+
+
+def _weight_tensor(gm: GraphModule, node: Node) -> torch.Tensor | None:
+    """Float weight values of a conv/linear in the prepared (float) model, for per-channel ranges."""
+    if node.target not in CONV_OPS | LINEAR_OPS or len(node.args) < 2:
+        return None
+    w = node.args[1]
+    while isinstance(w, Node) and w.op == "call_module":
+        w = w.args[0]
+    val = _attr(gm, w)
+    return val.detach() if isinstance(val, torch.Tensor) else None
+
+
+@dataclass
+class Analysis:
+    layers: list[dict]
+    output_sqnr_db: float
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    quantized_outputs: object = None
+    float_outputs: object = None
+
+
+def flat_outputs(out) -> torch.Tensor:
+    leaves = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+    return torch.cat([t.detach().float().flatten() for t in leaves]) if leaves else torch.zeros(0)
+
+
+def analyse(
+    converted: GraphModule,
+    float_ref: GraphModule,
+    float_model: torch.nn.Module,
+    inputs: tuple,
+    keep_float_match,
+) -> Analysis:
+    names = layer_names(converted)
+    q_vals, _ = record(converted, set(names), inputs)
+    ref_names = {n.name for n in float_ref.graph.nodes}
+    f_vals, _ = record(float_ref, set(names) & ref_names, inputs)
+    with torch.no_grad():
+        f_out = float_model(*inputs)
+        q_out = converted(*inputs)
+    tensors: dict[str, np.ndarray] = {}
+    ref_nodes = {n.name: n for n in float_ref.graph.nodes}
+    layers = []
+    for node in converted.graph.nodes:
+        if node.name not in names:
+            continue
+        lname = names[node.name]
+        in_dq = [a for a in node.args[:2] if isinstance(a, Node) and is_dequant(a)]
+        quantized = bool(in_dq)
+        out_q = _output_q(node)
+        act = _qparams(converted, out_q) if out_q is not None else None
+        w_scales = _weight_scales(converted, node)
+        entry = {
+            "name": lname,
+            "op": op_name(node),
+            "module": module_path(node),
+            "node": node.name,
+            "quantized": quantized,
+            "kept_float": (not quantized) and keep_float_match(node),
+            "weight_scale": None
+            if w_scales is None
+            else {"min": float(w_scales.min()), "max": float(w_scales.max()), "channels": int(w_scales.numel())},
+            "act_scale": act[0] if act else None,
+            "act_zero_point": act[1] if act else None,
+            "act_min": act[0] * (act[2] - act[1]) if act else None,
+            "act_max": act[0] * (act[3] - act[1]) if act else None,
+            "sqnr_db": None,
+        }
+        if node.name in q_vals and node.name in f_vals and q_vals[node.name].shape == f_vals[node.name].shape:
+            entry["sqnr_db"] = round(sqnr_db(f_vals[node.name], q_vals[node.name]), 3)
+        ref_val = f_vals.get(node.name)
+        if ref_val is not None:
+            hist_src = ref_val.float().flatten()
+            lo, hi = float(hist_src.min()), float(hist_src.max())
+            if act:
+                lo, hi = min(lo, entry["act_min"]), max(hi, entry["act_max"])
+            if hi <= lo:
+                hi = lo + 1e-6
+            counts = torch.histc(hist_src, bins=HIST_BINS, min=lo, max=hi)
+            tensors[f"act_hist::{lname}"] = counts.numpy().astype(np.int64)
+            tensors[f"act_edges::{lname}"] = np.linspace(lo, hi, HIST_BINS + 1, dtype=np.float32)
+        ref_node = ref_nodes.get(node.name)
+        w = _weight_tensor(float_ref, ref_node) if ref_node is not None else None
+        if w is not None and w.dim() >= 1:
+            flat = w.reshape(w.shape[0], -1)
+            tensors[f"w_min::{lname}"] = flat.min(dim=1).values.numpy().astype(np.float32)
+            tensors[f"w_max::{lname}"] = flat.max(dim=1).values.numpy().astype(np.float32)
+        layers.append(entry)
+    f_flat, q_flat = flat_outputs(f_out), flat_outputs(q_out)
+    idx = np.linspace(0, f_flat.numel() - 1, min(4096, f_flat.numel())).astype(np.int64)
+    tensors["out_float"] = f_flat.numpy()[idx].astype(np.float32)
+    tensors["out_int8"] = q_flat.numpy()[idx].astype(np.float32)
+    return Analysis(layers, round(sqnr_db(f_flat, q_flat), 3), tensors, q_out, f_out)
+
+
+def top1_agreement(f_out, q_out) -> float | None:
+    """Share of samples whose arg-max class agrees; None unless the output looks like class scores."""
+    if not isinstance(f_out, torch.Tensor) or f_out.dim() != 2 or f_out.shape[1] < 2:
+        return None
+    q = q_out if isinstance(q_out, torch.Tensor) else torch.as_tensor(q_out)
+    return float((f_out.argmax(1) == q.argmax(1)).float().mean())
+
+
+def parameter_count(module: torch.nn.Module) -> int:
+    seen = set()
+    total = 0
+    for t in list(module.parameters()) + list(module.buffers()):
+        if id(t) not in seen and t.is_floating_point():
+            seen.add(id(t))
+            total += t.numel()
+    return total

@@ -1,0 +1,115 @@
+"""Graph capture with a symbolic batch dimension, and plain-words explanations when capture fails.
+
+Export with batch 1 specialises the batch to 1 and calibration with any other batch then fails a guard,
+so capture always uses example inputs of batch >= 2 and `torch.export.Dim` on dimension 0.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.fx import GraphModule
+
+from core.engine.loading import LoadedModel
+from core.errors import UserError
+
+
+@dataclass
+class Captured:
+    graph_module: GraphModule
+    example_inputs: tuple  # batch >= 2 unless the program fixed its batch
+    fixed_batch: int | None  # set when the model only accepts one batch size
+    warnings: list[str]
+
+
+def _batch2(inputs: tuple) -> tuple:
+    out = []
+    for t in inputs:
+        if t.dim() == 0:
+            raise UserError("a scalar model input has no batch dimension; give inputs shaped (batch, ...)")
+        out.append(t if t.shape[0] >= 2 else torch.cat([t, t], dim=0))
+    return tuple(out)
+
+
+def batch_dynamic_shapes(inputs: tuple):
+    """Dimension 0 of every input symbolic; its range is whatever the model allows."""
+    return tuple({0: torch.export.Dim.DYNAMIC} for _ in inputs)
+
+
+def _has_symbolic_batch(ep: torch.export.ExportedProgram) -> bool:
+    user = {s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"}
+    for node in ep.graph.nodes:
+        if node.op == "placeholder" and node.name in user:
+            val = node.meta.get("val")
+            if isinstance(val, torch.Tensor) and val.dim() and not isinstance(val.shape[0], int):
+                return True
+    return False
+
+
+def capture(loaded: LoadedModel) -> Captured:
+    warnings: list[str] = []
+    ep = loaded.exported
+    if ep is not None and _has_symbolic_batch(ep):
+        return Captured(ep.module(), _batch2(loaded.example_inputs), None, warnings)
+
+    module = loaded.module
+    inputs = _batch2(loaded.example_inputs)
+    try:
+        ep = torch.export.export(module, inputs, dynamic_shapes=batch_dynamic_shapes(inputs))
+        if not _has_symbolic_batch(ep):
+            raise ValueError("the exported graph specialised the batch dimension")
+        return Captured(ep.module(), inputs, None, warnings)
+    except Exception as dyn_error:
+        fixed = loaded.example_inputs
+        try:
+            gm = torch.export.export(module, tuple(fixed)).module()
+        except Exception as e:
+            raise UserError(explain_capture_error(e, loaded.source_file)) from e
+        batch = int(fixed[0].shape[0])
+        warnings.append(
+            f"the model only accepts batch size {batch} (its graph fixes the batch: "
+            f"{_first_line(dyn_error)[:160]}); calibration runs {batch} sample(s) at a time"
+        )
+        return Captured(gm, tuple(fixed), batch, warnings)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def explain_capture_error(e: BaseException, source_file: str | None) -> str:
+    """Say which line or op stopped capture and what to do about it."""
+    text = str(e)
+    where = _user_frame(e, source_file)
+    loc = f" at {where}" if where else ""
+    if re.search(r"data.dependent|GuardOnDataDependent|Could not guard on data-dependent", text, re.I):
+        return (
+            f"cannot capture the model: a branch or shape depends on tensor values{loc}; replace the Python "
+            "`if` on a tensor with torch.where or torch.cond, or compute it outside forward()"
+        )
+    m = re.search(r"(aten::\w+|[\w.]+::\w+)", text)
+    if re.search(r"Unsupported|not supported|no fake impl|Could not run", text, re.I):
+        op = f" ({m.group(1)})" if m else ""
+        return (
+            f"cannot capture the model: an operation is not supported by torch.export{op}{loc}; replace it "
+            "with standard torch ops, or keep that part outside the model"
+        )
+    return f"cannot capture the model with torch.export{loc}: {_first_line(e)[:300]}"
+
+
+def _user_frame(e: BaseException, source_file: str | None) -> str | None:
+    frames = traceback.extract_tb(e.__traceback__)
+    if source_file:
+        mine = [f for f in frames if Path(f.filename) == Path(source_file)]
+        if mine:
+            f = mine[-1]
+            return f"{Path(f.filename).name}:{f.lineno} ({(f.line or '').strip()})"
+    m = re.search(r'File "([^"]+)", line (\d+)', str(e))
+    if m and "site-packages" not in m.group(1):
+        return f"{Path(m.group(1)).name}:{m.group(2)}"
+    return None

@@ -1,0 +1,212 @@
+"""Model files -> a module, example inputs and a summary; anything we cannot load safely is refused.
+
+Only two formats run: a `.pt2` ExportedProgram and a `.py` recipe (which executes code, so it needs
+explicit trust). Everything else is identified from its bytes and explained, without unpickling it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from core.errors import UserError
+from core.fsutil import sha256_file
+
+EXPORT_HINT = (
+    "export it with torch.export.save(torch.export.export(model, example_inputs), 'model.pt2'), "
+    "or write a .py recipe with build_model() and example_inputs()"
+)
+
+
+@dataclass
+class LoadedModel:
+    path: str
+    format: str  # "pt2" | "py"
+    sha256: str
+    module: torch.nn.Module
+    example_inputs: tuple
+    exported: torch.export.ExportedProgram | None = None
+    input_names: list[str] = field(default_factory=list)
+    source_file: str | None = None  # the recipe, for pointing at lines in capture errors
+
+
+def load_model(path: str, trust_code: bool = False) -> LoadedModel:
+    p = Path(path).expanduser()
+    _check_file(p)
+    if p.suffix == ".py":
+        return _load_recipe(p, trust_code)
+    kind = sniff(p)
+    if kind != "pt2":
+        raise UserError(describe_refusal(p, kind))
+    return _load_pt2(p)
+
+
+def _check_file(p: Path) -> None:
+    if not p.exists():
+        raise UserError(f"model file not found: {p}")
+    if p.is_dir():
+        raise UserError(f"{p} is a folder; choose a .pt2 file or a .py recipe inside it")
+    if p.stat().st_size == 0:
+        raise UserError(f"{p.name} is empty (0 bytes); the file was not saved completely")
+
+
+def sniff(p: Path) -> str:
+    """Identify a file from its bytes: pt2, torchscript, torch-save, pickle, onnx, zip or unknown."""
+    with open(p, "rb") as f:
+        head = f.read(16)
+    if zipfile.is_zipfile(p):
+        try:
+            names = zipfile.ZipFile(p).namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "corrupt-zip"
+        tails = {n.split("/", 1)[1] if "/" in n else n for n in names}
+        if "archive_format" in tails or "models/model.json" in tails or any(
+            t.startswith("models/") and t.endswith(".json") for t in tails
+        ):
+            return "pt2"
+        if "constants.pkl" in tails or any(t.startswith("code/") for t in tails):
+            return "torchscript"
+        if "data.pkl" in tails:
+            return "torch-save"
+        return "zip"
+    if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
+        return "pickle"
+    if p.suffix.lower() == ".onnx" or head[:2] == b"\x08\x07" or head[:1] == b"\x08":
+        return "onnx"
+    return "unknown"
+
+
+def describe_refusal(p: Path, kind: str) -> str:
+    name = p.name
+    if kind == "torchscript":
+        return f"{name} is a TorchScript file; QDQ Studio needs a torch.export program: {EXPORT_HINT}"
+    if kind == "torch-save":
+        what = _torch_save_contents(p)
+        return f"{name} is {what} saved with torch.save, not a runnable model; {EXPORT_HINT}"
+    if kind == "pickle":
+        return f"{name} is a Python pickle; it is never unpickled because that can run any code; {EXPORT_HINT}"
+    if kind == "onnx":
+        return (
+            f"{name} looks like an ONNX model; QDQ Studio quantizes PyTorch models: give the .pt2 "
+            "export of the original PyTorch model"
+        )
+    if kind == "corrupt-zip":
+        return f"{name} is a damaged archive (truncated or corrupt); save or copy it again"
+    if kind == "zip":
+        return f"{name} is a zip archive but not a PyTorch model; {EXPORT_HINT}"
+    return f"{name} is not a model file QDQ Studio can read (expected .pt2 or .py); {EXPORT_HINT}"
+
+
+def _torch_save_contents(p: Path) -> str:
+    """Peek with weights_only=True, which cannot run code, to say what the file holds."""
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:
+        return "a pickled Python object (a whole model or custom class)"
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return f"a state_dict (weights only, {len(obj)} tensors, no model code)"
+    if isinstance(obj, dict):
+        return "a checkpoint dictionary (weights and training state, no model code)"
+    return "a tensor or plain data"
+
+
+def _load_pt2(p: Path) -> LoadedModel:
+    try:
+        ep = torch.export.load(str(p))
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"{p.name} looks like a .pt2 export but cannot be read (damaged, or saved by an incompatible "
+            f"torch version): {first}"
+        ) from None
+    names = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    example = _example_inputs_from_program(ep)
+    return LoadedModel(
+        path=str(p),
+        format="pt2",
+        sha256=sha256_file(p),
+        module=ep.module(),
+        example_inputs=example,
+        exported=ep,
+        input_names=names,
+    )
+
+
+def _example_inputs_from_program(ep) -> tuple:
+    """Saved example inputs if present, else random tensors shaped like the placeholders (batch 2)."""
+    saved = getattr(ep, "example_inputs", None)
+    if saved and saved[0] and all(isinstance(t, torch.Tensor) for t in saved[0]):
+        args = tuple(saved[0])
+        if all(t.dim() > 0 for t in args):
+            return args
+    user = {s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"}
+    out = []
+    for node in ep.graph.nodes:
+        if node.op == "placeholder" and node.name in user:
+            val = node.meta.get("val")
+            if not isinstance(val, torch.Tensor):
+                raise UserError("the program takes a non-tensor input; only tensor inputs are supported")
+            shape = [d if isinstance(d, int) else 2 for d in val.shape]
+            if val.dtype.is_floating_point:
+                out.append(torch.randn(shape, dtype=val.dtype))
+            else:
+                out.append(torch.zeros(shape, dtype=val.dtype))
+    return tuple(out)
+
+
+def _load_recipe(p: Path, trust_code: bool) -> LoadedModel:
+    if not trust_code:
+        raise UserError(
+            f"{p.name} is a Python recipe and loading it runs its code; pass --trust-code (or confirm in "
+            "the window) only if you trust this file"
+        )
+    spec = importlib.util.spec_from_file_location(f"qdq_recipe_{abs(hash(str(p)))}", p)
+    if spec is None or spec.loader is None:
+        raise UserError(f"{p.name} cannot be imported as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(p.parent))
+    try:
+        spec.loader.exec_module(module)
+        for fn in ("build_model", "example_inputs"):
+            if not callable(getattr(module, fn, None)):
+                raise UserError(f"{p.name} must define {fn}(); see the recipe example in resources/demo/recipe.py")
+        model = module.build_model()
+        example = module.example_inputs()
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"{p.name} failed while building the model: {_where(e, p)}") from e
+    finally:
+        sys.path.remove(str(p.parent))
+    if not isinstance(model, torch.nn.Module):
+        raise UserError(f"build_model() in {p.name} returned {type(model).__name__}, not a torch.nn.Module")
+    if isinstance(example, torch.Tensor):
+        example = (example,)
+    if not isinstance(example, (tuple, list)) or not all(isinstance(t, torch.Tensor) for t in example):
+        raise UserError(f"example_inputs() in {p.name} must return a tuple of tensors")
+    names = [f"input_{i}" for i in range(len(example))] if len(example) > 1 else ["input"]
+    return LoadedModel(
+        path=str(p),
+        format="py",
+        sha256=sha256_file(p),
+        module=model.eval(),
+        example_inputs=tuple(example),
+        input_names=names,
+        source_file=str(p),
+    )
+
+
+def _where(e: BaseException, src: Path) -> str:
+    """The exception message plus the recipe line that raised it."""
+    msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == src]
+    if frames:
+        f = frames[-1]
+        msg += f" (at {src.name}:{f.lineno}: {(f.line or '').strip()})"
+    return msg

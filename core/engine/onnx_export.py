@@ -1,0 +1,183 @@
+"""ONNX export of the float and converted models, validation in onnxruntime, and the latency check.
+
+The converted graph already holds Q/DQ in the places ONNX Runtime fuses (see quantizers.py), so the
+dynamo exporter's QuantizeLinear/DequantizeLinear output is a standard QDQ model; `finalize` only
+tidies it (no training-mode leftovers, a readable producer) and `diagnose_unfused` proves the fusion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from core.errors import UserError
+
+OPSET = 18
+INTEGER_OPS = {
+    "QLinearConv",
+    "QLinearMatMul",
+    "QGemm",
+    "QLinearAdd",
+    "QLinearMul",
+    "MatMulInteger",
+    "MatMulIntegerToFloat",
+    "ConvInteger",
+    "DynamicQuantizeMatMul",
+    "QLinearGlobalAveragePool",
+    "QLinearAveragePool",
+    "QLinearConcat",
+    "QLinearSigmoid",
+    "QLinearLeakyRelu",
+    "QLinearSoftmax",
+    "QLinearReduceMean",
+    "QAttention",
+}
+FLOAT, FLOAT_TYPES = onnx.TensorProto.FLOAT, {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+FLOAT_COMPUTE = {"Conv", "Gemm", "MatMul", "Add", "Mul", "ConvTranspose"}
+
+
+def export_onnx(module: torch.nn.Module, example_inputs: tuple, path: Path, dynamic_batch: bool, input_names) -> None:
+    """torch.onnx dynamo export with a symbolic batch; prints of the exporter are kept off the console."""
+    from core.engine.capture import batch_dynamic_shapes
+
+    dyn = batch_dynamic_shapes(example_inputs) if dynamic_batch else None
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            program = torch.onnx.export(
+                module,
+                tuple(example_inputs),
+                dynamo=True,
+                dynamic_shapes=dyn,
+                opset_version=OPSET,
+                input_names=list(input_names),
+                verbose=False,
+                optimize=True,
+            )
+        model = program.model_proto
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise UserError(f"ONNX export failed: {first}") from e
+    model.producer_name = "qdq-studio"
+    onnx.save_model(model, str(path))
+
+
+def check(path: Path) -> str:
+    onnx.checker.check_model(str(path), full_check=True)
+    return "ok"
+
+
+def session(path: Path, threads: int = 2, optimized_path: Path | None = None) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    if optimized_path is not None:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = str(optimized_path)
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def run(sess: ort.InferenceSession, inputs: tuple) -> list[np.ndarray]:
+    feeds = {i.name: t.detach().cpu().numpy() for i, t in zip(sess.get_inputs(), inputs)}
+    return sess.run(None, feeds)
+
+
+def latency_ms(sessions: dict[str, ort.InferenceSession], inputs: tuple, budget_s: float = 1.5) -> dict[str, float]:
+    """Median latency of each session, timed interleaved so machine noise hits all alike."""
+    one = tuple(t[:1] for t in inputs)
+    feeds = {k: {i.name: t.detach().cpu().numpy() for i, t in zip(s.get_inputs(), one)} for k, s in sessions.items()}
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for k, s in sessions.items():
+        s.run(None, feeds[k])  # warm-up
+    deadline = time.monotonic() + budget_s
+    rounds = 0
+    while rounds < 5 or (time.monotonic() < deadline and rounds < 200):
+        for k, s in sessions.items():
+            t0 = time.perf_counter()
+            s.run(None, feeds[k])
+            times[k].append((time.perf_counter() - t0) * 1000)
+        rounds += 1
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def diagnose_unfused(path: Path, work_dir: Path, keep_float_names: set[str] = frozenset()) -> tuple[list[dict], dict]:
+    """Ops that still run in float after onnxruntime's graph optimisation, each with a reason."""
+    opt = work_dir / ".optimized.onnx"
+    try:
+        session(path, optimized_path=opt)
+        model = onnx.load(str(opt))
+    finally:
+        opt.unlink(missing_ok=True)
+    model = onnx.shape_inference.infer_shapes(model)
+    elem = {v.name: v.type.tensor_type.elem_type for v in (*model.graph.value_info, *model.graph.output)}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    counts: dict[str, int] = {}
+    for n in model.graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    downstream = _float_reach(model.graph.node, "DequantizeLinear", producers, consumers, forward=True)
+    upstream = _float_reach(model.graph.node, "QuantizeLinear", producers, consumers, forward=False)
+    unfused = []
+    for n in model.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") or n.op_type in INTEGER_OPS:
+            continue
+        if any(elem.get(o, FLOAT) not in FLOAT_TYPES for o in n.output):
+            continue  # shape arithmetic on int64, not model compute
+        from_dq, to_q = n.name in downstream, n.name in upstream
+        if n.op_type not in FLOAT_COMPUTE and not (from_dq and to_q):
+            continue
+        if any(k and k in n.name for k in keep_float_names):
+            reason = "kept in float (your keep-in-float list)"
+        elif n.op_type in FLOAT_COMPUTE and not from_dq:
+            reason = "its inputs are not quantized, so it runs as a float kernel"
+        elif n.op_type in FLOAT_COMPUTE and not to_q:
+            reason = "its output is not re-quantized, so the runtime keeps the float kernel"
+        elif n.op_type in FLOAT_COMPUTE:
+            reason = "the Q/DQ pattern around it is not one the runtime fuses"
+        else:
+            reason = f"ONNX Runtime has no integer kernel for {n.op_type} here; it runs in float between dequantize and quantize"
+        unfused.append({"op": n.op_type, "name": n.name, "reason": reason})
+    return unfused, counts
+
+
+def _float_reach(nodes, start_op: str, producers, consumers, forward: bool) -> set[str]:
+    """Names of nodes reached from `start_op` nodes through float ops (not crossing Q or DQ)."""
+    seen: set[str] = set()
+    stack = [n for n in nodes if n.op_type == start_op]
+    while stack:
+        n = stack.pop()
+        nxt = (
+            [c for o in n.output for c in consumers.get(o, [])]
+            if forward
+            else [producers[i] for i in n.input if i in producers]
+        )
+        for m in nxt:
+            if m.op_type in ("QuantizeLinear", "DequantizeLinear") or m.name in seen:
+                continue
+            seen.add(m.name)
+            stack.append(m)
+    return seen
+
+
+def parity_sqnr(sess: ort.InferenceSession, inputs: tuple, reference) -> float:
+    from core.engine.analysis import flat_outputs, sqnr_db
+
+    outs = run(sess, inputs)
+    got = torch.cat([torch.from_numpy(np.asarray(o)).float().flatten() for o in outs])
+    return round(sqnr_db(flat_outputs(reference), got), 3)
+
+
+def file_size(path: Path) -> int:
+    return Path(path).stat().st_size

@@ -1,0 +1,289 @@
+"""The PT2E flow end to end: load -> capture -> prepare -> calibrate/fine-tune -> convert -> analyse -> export.
+
+`quantize` is the one code path behind `qdq quantize`, the worker process and therefore the window.
+It reports through a `Progress` and stops when that raises `Cancelled`.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchao.quantization.pt2e import move_exported_model_to_eval
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
+
+from core.engine import analysis, calibration, graph_extract, onnx_export, qat, report_html
+from core.engine.capture import batch_dynamic_shapes, capture
+from core.engine.devices import resolve_device
+from core.engine.loading import load_model
+from core.engine.quantizers import QuantizerOptions, build_quantizer, matches_keep_float
+from core.errors import UserError
+from core.fsutil import remove_partials, save_atomic, write_atomic
+from core.graphdoc import dump_graphs
+from core.jobs.spec import QuantizeOptions
+from core.progress import Progress
+
+SCHEMA = 1
+ANALYSIS_SAMPLES = 32
+STAGES = ("load", "capture", "prepare", "calibrate", "convert", "analyse", "export", "report")
+# share of the progress bar per stage; calibration and export dominate wall time
+WEIGHTS = (0.03, 0.07, 0.03, 0.42, 0.05, 0.12, 0.25, 0.03)
+ARTIFACTS = {
+    "int8_onnx": "model.int8.onnx",
+    "int8_pt2": "model.int8.pt2",
+    "float_onnx": "model.float.onnx",
+    "graph": "graph.json",
+    "tensors": "tensors.npz",
+    "html": "report.html",
+}
+
+
+class _Stages:
+    def __init__(self, progress: Progress, qat_epochs: int):
+        self.progress = progress
+        self.bounds = np.cumsum((0.0, *WEIGHTS)).tolist()
+        self.names = list(STAGES)
+        if qat_epochs:
+            self.names[3] = "fine-tune"
+        self.timings: dict[str, float] = {}
+        self._t = time.monotonic()
+        self._current: str | None = None
+
+    def enter(self, i: int) -> Progress:
+        self._close()
+        self._current = STAGES[i]
+        self.progress.stage(self.names[i], i, len(STAGES))
+        sub = self.progress.sub(self.bounds[i], self.bounds[i + 1])
+        sub(0.0, f"{self.names[i]}…")
+        return sub
+
+    def _close(self) -> None:
+        now = time.monotonic()
+        if self._current:
+            self.timings[f"{self._current}_s"] = round(now - self._t, 3)
+        self._t = now
+
+    def finish(self) -> dict[str, float]:
+        self._close()
+        self._current = None
+        return self.timings
+
+
+def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: int | None = None) -> dict:
+    progress = progress or Progress()
+    stages = _Stages(progress, opts.qat_epochs)
+    out = Path(opts.out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    remove_partials(out)
+    warnings: list[str] = []
+    torch.manual_seed(0)
+
+    p = stages.enter(0)
+    loaded = load_model(opts.model, opts.trust_code)
+    device = resolve_device(opts.device)
+
+    p = stages.enter(1)
+    cap = capture(loaded)
+    warnings += cap.warnings
+    specs = calibration.input_specs(cap.example_inputs, loaded.input_names, cap.fixed_batch)
+    float_model = cap.graph_module
+    batch_size = cap.fixed_batch or opts.batch_size
+
+    p = stages.enter(2)
+    qopts = QuantizerOptions(
+        preset=opts.preset,
+        observer=opts.observer,
+        per_channel=opts.per_channel,
+        keep_float=opts.keep_float,
+        qat=opts.qat_epochs > 0,
+    )
+    graph = copy.deepcopy(cap.graph_module)
+    quantizer = build_quantizer(qopts, graph)
+    prepare = prepare_qat_pt2e if opts.qat_epochs else prepare_pt2e
+    try:
+        prepared = prepare(graph, quantizer)
+    except Exception as e:
+        raise UserError(f"the {opts.preset} quantizer could not prepare this model: {str(e).splitlines()[0][:240]}") from e
+    p(1.0, "observers inserted")
+
+    p = stages.enter(3)
+    calib = calibration.load_calibration(opts.calib, specs, opts.samples, opts.normalize)
+    if calib.synthetic:
+        warnings.append(
+            "calibrated on SYNTHETIC random data: activation ranges may be far from real inputs and accuracy "
+            "may be poor; give real samples with --calib"
+        )
+    if calib.skipped:
+        warnings.append(f"{len(calib.skipped)} calibration file(s) could not be read and were skipped")
+    t_cal = time.monotonic()
+    qat_info = None
+    prepared.to(device)
+    if opts.qat_epochs:
+        labelled = calibration.load_labelled_folder(opts.labels, specs, opts.normalize) if opts.labels else None
+        qat_info = qat.fine_tune(prepared, float_model, calib, labelled, opts.qat_epochs, batch_size, device, p)
+        move_exported_model_to_eval(prepared)
+    else:
+        _calibrate(prepared, calib, batch_size, device, p)
+    prepared.to("cpu")
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    calib_seconds = time.monotonic() - t_cal
+
+    p = stages.enter(4)
+    float_ref = copy.deepcopy(prepared)
+    if opts.qat_epochs:
+        from torchao.quantization.pt2e import disable_fake_quant
+
+        float_ref.apply(disable_fake_quant)
+    reference_copy = copy.deepcopy(prepared) if opts.reference_representation else None
+    converted = convert_pt2e(prepared, fold_quantize=True)
+    p(1.0, "converted")
+
+    p = stages.enter(5)
+    sample = calib.take(min(ANALYSIS_SAMPLES, len(calib)))
+    if cap.fixed_batch:
+        sample = calib.take(cap.fixed_batch)
+    res = analysis.analyse(
+        converted,
+        float_ref,
+        float_model,
+        sample,
+        lambda n: matches_keep_float(n, opts.keep_float),
+    )
+    p(0.8, "per-layer statistics done")
+    graphs = {
+        "float": graph_extract.to_graphdoc(float_model, "float", quantized_graph=False),
+        "quantized": graph_extract.to_graphdoc(converted, "quantized", quantized_graph=True),
+    }
+    metrics: dict = {
+        "output_sqnr_db": res.output_sqnr_db,
+        "top1_agreement": analysis.top1_agreement(res.float_outputs, res.quantized_outputs),
+    }
+
+    p = stages.enter(6)
+    artifacts = dict(ARTIFACTS)
+    dynamic = cap.fixed_batch is None
+    ex = sample if cap.fixed_batch else tuple(t[:2] for t in sample)
+    unfused: list[dict] = []
+    save_atomic(out / ARTIFACTS["int8_pt2"], lambda tmp: _save_pt2(reference_copy or converted, ex, dynamic, tmp))
+    p(0.15, "saved model.int8.pt2")
+    if opts.export_onnx:
+        names = [s.name for s in specs]
+        save_atomic(out / ARTIFACTS["float_onnx"], lambda t: onnx_export.export_onnx(float_model, ex, t, dynamic, names))
+        p(0.35, "exported model.float.onnx")
+        save_atomic(out / ARTIFACTS["int8_onnx"], lambda t: onnx_export.export_onnx(converted, ex, t, dynamic, names))
+        p(0.6, "exported model.int8.onnx")
+        metrics.update(_validate_onnx(out, converted, res, sample, opts, p))
+        unfused, metrics["ort_op_counts"] = onnx_export.diagnose_unfused(
+            out / ARTIFACTS["int8_onnx"], out, set(opts.keep_float)
+        )
+        metrics["unfused_ops"] = len(unfused)
+        if opts.labels and not opts.qat_epochs or opts.labels:
+            metrics.update(_accuracy(opts, specs, float_model, out))
+    else:
+        for k in ("int8_onnx", "float_onnx"):
+            artifacts.pop(k)
+    p(1.0, "export checked")
+
+    p = stages.enter(7)
+    report = {
+        "schema": SCHEMA,
+        "run_id": run_id,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": {
+            "path": loaded.path,
+            "sha256": loaded.sha256,
+            "format": loaded.format,
+            "params": analysis.parameter_count(float_model),
+            "inputs": [{"name": s.name, "shape": ["N", *s.shape], "dtype": str(s.dtype).replace("torch.", "")} for s in specs],
+            "fixed_batch": cap.fixed_batch,
+        },
+        "preset": opts.preset,
+        "options": opts.to_dict(),
+        "device": str(device),
+        "calibration": {
+            "source": calib.source,
+            "samples": len(calib),
+            "batch_size": batch_size,
+            "seconds": round(calib_seconds, 3),
+            "synthetic": calib.synthetic,
+            "skipped": len(calib.skipped),
+            "skipped_files": calib.skipped[:50],
+        },
+        "qat": qat_info,
+        "artifacts": artifacts,
+        "metrics": metrics,
+        "layers": res.layers,
+        "unfused": unfused,
+        "timings": {},
+        "warnings": warnings,
+    }
+    save_atomic(out / ARTIFACTS["tensors"], lambda tmp: _save_npz(tmp, res.tensors))
+    write_atomic(out / ARTIFACTS["graph"], dump_graphs(graphs))
+    report["timings"] = stages.finish()
+    write_atomic(out / ARTIFACTS["html"], report_html.render(report, res.tensors))
+    write_atomic(out / "report.json", json.dumps(report, indent=1, default=_json_default))
+    progress(1.0, "done")
+    return report
+
+
+def _calibrate(prepared, calib, batch_size: int, device, p: Progress) -> None:
+    total = len(calib)
+    done = 0
+    with torch.no_grad():
+        for batch in calib.batches(batch_size):
+            prepared(*(t.to(device) for t in batch))
+            done += int(batch[0].shape[0])
+            p(done / total, f"calibrated {done}/{total} samples")
+
+
+def _save_pt2(module, example_inputs, dynamic: bool, path: Path) -> None:
+    dyn = batch_dynamic_shapes(example_inputs) if dynamic else None
+    ep = torch.export.export(module, tuple(example_inputs), dynamic_shapes=dyn)
+    torch.export.save(ep, str(path))
+
+
+def _save_npz(path: Path, tensors: dict) -> None:
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **tensors)
+
+
+def _validate_onnx(out: Path, converted, res, sample, opts, p: Progress) -> dict:
+    int8_path, float_path = out / ARTIFACTS["int8_onnx"], out / ARTIFACTS["float_onnx"]
+    metrics: dict = {"onnx_checker": onnx_export.check(int8_path)}
+    s_int8 = onnx_export.session(int8_path)
+    s_float = onnx_export.session(float_path)
+    metrics["onnx_parity_sqnr_db"] = onnx_export.parity_sqnr(s_int8, sample, res.quantized_outputs)
+    p(0.7, "parity checked; timing float vs int8")
+    lat = onnx_export.latency_ms({"float": s_float, "int8": s_int8}, sample)
+    metrics["latency_float_ms"] = round(lat["float"], 3)
+    metrics["latency_int8_ms"] = round(lat["int8"], 3)
+    metrics["speedup"] = round(lat["float"] / lat["int8"], 3) if lat["int8"] > 0 else None
+    metrics["size_float_bytes"] = onnx_export.file_size(float_path)
+    metrics["size_int8_bytes"] = onnx_export.file_size(int8_path)
+    return metrics
+
+
+def _accuracy(opts, specs, float_model, out: Path) -> dict:
+    xs, ys, classes = calibration.load_labelled_folder(opts.labels, specs, opts.normalize)
+    sess = onnx_export.session(out / ARTIFACTS["int8_onnx"])
+    correct_f = correct_q = 0
+    with torch.no_grad():
+        for i in range(0, len(xs), 64):
+            x, y = xs[i : i + 64], ys[i : i + 64]
+            correct_f += int((float_model(x).argmax(1) == y).sum())
+            q = torch.from_numpy(onnx_export.run(sess, (x,))[0])
+            correct_q += int((q.argmax(1) == y).sum())
+    n = len(xs)
+    return {"accuracy_float": round(correct_f / n, 4), "accuracy_int8": round(correct_q / n, 4), "accuracy_samples": n}
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)

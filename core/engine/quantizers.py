@@ -1,0 +1,325 @@
+"""Preset id -> torchao PT2E quantizer.
+
+`onnxruntime`, `tensorrt` and `xnnpack` use `OpQuantizer`, our own annotator: it places Q/DQ exactly where
+the target runtime fuses them (DQ -> Conv/Gemm/MatMul/Add -> Q, ReLU folded into the Q range, int32
+bias derived from input and weight scales, int8 passing through pools and reshapes without a float
+hop). The inductor presets use torchao's quantizers unchanged.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import operator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch.fx import GraphModule, Node
+from torchao.quantization.pt2e import (
+    FusedMovingAvgObsFakeQuantize,
+    HistogramObserver,
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    MovingAveragePerChannelMinMaxObserver,
+    PerChannelMinMaxObserver,
+)
+from torchao.quantization.pt2e.quantizer import (
+    DerivedQuantizationSpec,
+    QuantizationAnnotation,
+    QuantizationSpec,
+    Quantizer,
+    SharedQuantizationSpec,
+)
+
+from core.presets import get_preset
+
+aten = torch.ops.aten
+Q_KEY = "quantization_annotation"
+
+CONV_OPS = {aten.conv1d.default, aten.conv2d.default, aten.conv3d.default}
+LINEAR_OPS = {aten.linear.default}
+MATMUL_OPS = {aten.matmul.default, aten.bmm.default, aten.mm.default}
+ADD_OPS = {aten.add.Tensor, aten.add_.Tensor, operator.add}
+MUL_OPS = {aten.mul.Tensor, aten.mul_.Tensor, operator.mul}
+RELU_OPS = {aten.relu.default, aten.relu_.default}
+CLIP_OPS = {aten.hardtanh.default, aten.hardtanh_.default, aten.clamp.default}
+# Ops that move int8 values without changing them: they share the input's quantization so int8 flows on.
+PASS_THROUGH_OPS = {
+    aten.max_pool1d.default,
+    aten.max_pool2d.default,
+    aten.flatten.using_ints,
+    aten.view.default,
+    aten.reshape.default,
+    aten.permute.default,
+    aten.transpose.int,
+    aten.squeeze.dim,
+    aten.squeeze.dims,
+    aten.unsqueeze.default,
+}
+# Ops that average int8 values: the output range stays inside the input range, so sharing is safe.
+AVERAGING_OPS = {
+    aten.adaptive_avg_pool1d.default,
+    aten.adaptive_avg_pool2d.default,
+    aten.avg_pool1d.default,
+    aten.avg_pool2d.default,
+    aten.mean.dim,
+}
+
+
+@dataclass(frozen=True)
+class TargetScheme:
+    """How one runtime wants tensors quantized."""
+
+    act_dtype: torch.dtype  # torch.uint8 or torch.int8
+    act_symmetric: bool
+    int32_bias: bool  # derive an int32 bias from input and weight scales (ONNX Runtime integer kernels)
+    quantize_pass_through: bool  # keep int8 through pools and reshapes
+    quantize_mul: bool
+
+
+SCHEMES = {
+    "onnxruntime": TargetScheme(torch.uint8, False, True, True, True),
+    "tensorrt": TargetScheme(torch.int8, True, False, False, False),
+    "xnnpack": TargetScheme(torch.int8, False, False, True, False),
+}
+
+
+@dataclass(frozen=True)
+class QuantizerOptions:
+    preset: str
+    observer: str | None = None
+    per_channel: bool = True
+    keep_float: tuple[str, ...] = ()
+    qat: bool = False
+
+
+def _act_observer(name: str, qat: bool):
+    eps = {"eps": 2**-12}
+    if qat:
+        return FusedMovingAvgObsFakeQuantize.with_args(**eps)
+    return {
+        "minmax": MinMaxObserver,
+        "histogram": HistogramObserver,
+        "moving-average": MovingAverageMinMaxObserver,
+    }[name].with_args(**eps)
+
+
+def act_qspec(scheme: TargetScheme, observer: str, qat: bool) -> QuantizationSpec:
+    if scheme.act_dtype == torch.uint8:
+        qmin, qmax = 0, 255
+    else:
+        qmin, qmax = (-127, 127) if scheme.act_symmetric else (-128, 127)
+    return QuantizationSpec(
+        dtype=scheme.act_dtype,
+        quant_min=qmin,
+        quant_max=qmax,
+        qscheme=torch.per_tensor_symmetric if scheme.act_symmetric else torch.per_tensor_affine,
+        observer_or_fake_quant_ctr=_act_observer(observer, qat),
+    )
+
+
+def weight_qspec(per_channel: bool, qat: bool, ch_axis: int = 0) -> QuantizationSpec:
+    eps = {"eps": 2**-12}
+    if qat:
+        obs = MovingAveragePerChannelMinMaxObserver if per_channel else MovingAverageMinMaxObserver
+        ctr = FusedMovingAvgObsFakeQuantize.with_args(observer=obs, **eps)
+    else:
+        ctr = (PerChannelMinMaxObserver if per_channel else MinMaxObserver).with_args(**eps)
+    return QuantizationSpec(
+        dtype=torch.int8,
+        quant_min=-127,
+        quant_max=127,
+        qscheme=torch.per_channel_symmetric if per_channel else torch.per_tensor_symmetric,
+        ch_axis=ch_axis if per_channel else None,
+        observer_or_fake_quant_ctr=ctr,
+    )
+
+
+def _bias_qparams(obs_or_fqs):
+    act, weight = obs_or_fqs
+    act_scale, _ = act.calculate_qparams()
+    w_scale, _ = weight.calculate_qparams()
+    scale = (act_scale * w_scale).float().reshape(-1)
+    return scale, torch.zeros_like(scale, dtype=torch.int32)
+
+
+def bias_qspec(node: Node, per_channel: bool) -> DerivedQuantizationSpec:
+    x, w = node.args[0], node.args[1]
+    return DerivedQuantizationSpec(
+        derived_from=[(x, node), (w, node)],
+        derive_qparams_fn=_bias_qparams,
+        dtype=torch.int32,
+        quant_min=-(2**31) + 1,
+        quant_max=2**31 - 1,
+        qscheme=torch.per_channel_symmetric if per_channel else torch.per_tensor_symmetric,
+        ch_axis=0 if per_channel else None,
+    )
+
+
+def module_path(node: Node) -> str:
+    """Dotted path of the innermost nn.Module that produced `node` ('' at the top level)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path = list(stack.values())[-1][0]
+    # export prefixes paths with L['self'] / self; keep the user's own dotted names
+    for prefix in ("L['self'].", "L__self__.", "self."):
+        if path.startswith(prefix):
+            path = path[len(prefix) :]
+    return path
+
+
+def matches_keep_float(node: Node, patterns: Iterable[str]) -> bool:
+    names = (module_path(node), node.name)
+    return any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names if n)
+
+
+def _is_tensor(n) -> bool:
+    return isinstance(n, Node) and isinstance(n.meta.get("val"), torch.Tensor)
+
+
+def _single_user(node: Node) -> Node | None:
+    users = list(node.users)
+    return users[0] if len(users) == 1 else None
+
+
+def _is_relu_like(node: Node) -> bool:
+    if node.target in RELU_OPS:
+        return True
+    if node.target in CLIP_OPS:
+        lo = node.args[1] if len(node.args) > 1 else node.kwargs.get("min_val", node.kwargs.get("min"))
+        return lo == 0 or lo == 0.0
+    return False
+
+
+class OpQuantizer(Quantizer):
+    """Annotates compute ops and their fused activations for a `TargetScheme`."""
+
+    def __init__(self, scheme: TargetScheme, opts: QuantizerOptions, observer: str):
+        super().__init__()
+        self.scheme = scheme
+        self.opts = opts
+        self.act = act_qspec(scheme, observer, opts.qat)
+        self.per_channel = opts.per_channel
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _skip(self, node: Node) -> bool:
+        return Q_KEY in node.meta or matches_keep_float(node, self.opts.keep_float)
+
+    def _annotate_output(self, node: Node, anchor: Node, qspec=None) -> list[Node]:
+        """Put the output Q after `anchor` or after a ReLU/ReLU6 that directly follows it."""
+        out = anchor
+        fused = []
+        user = _single_user(anchor)
+        if user is not None and _is_relu_like(user) and not self._skip(user):
+            out = user
+            fused.append(user)
+        qspec = qspec or self.act
+        if out is node:
+            node.meta[Q_KEY].output_qspec = qspec
+        else:
+            out.meta[Q_KEY] = QuantizationAnnotation(output_qspec=qspec, _annotated=True)
+            # the activation between op and ReLU stays unobserved
+        return fused
+
+    def annotate(self, model: GraphModule) -> GraphModule:
+        for node in model.graph.nodes:
+            if node.op != "call_function" or self._skip(node):
+                continue
+            t = node.target
+            if t in CONV_OPS or t in LINEAR_OPS:
+                self._annotate_weighted(node)
+            elif t in MATMUL_OPS:
+                self._annotate_binary(node)
+            elif t in ADD_OPS and all(_is_tensor(a) for a in node.args[:2]):
+                self._annotate_binary(node)
+            elif self.scheme.quantize_mul and t in MUL_OPS and all(_is_tensor(a) for a in node.args[:2]):
+                self._annotate_binary(node)
+        if self.scheme.quantize_pass_through:
+            self._annotate_pass_through(model)
+        return model
+
+    def _annotate_weighted(self, node: Node) -> None:
+        x, w = node.args[0], node.args[1]
+        bias = node.args[2] if len(node.args) > 2 else None
+        if not (_is_tensor(x) and isinstance(w, Node)):
+            return
+        qmap = {x: self.act, w: weight_qspec(self.per_channel, self.opts.qat)}
+        if isinstance(bias, Node):
+            if self.scheme.int32_bias and not self.opts.qat:
+                qmap[bias] = bias_qspec(node, self.per_channel)
+        node.meta[Q_KEY] = QuantizationAnnotation(input_qspec_map=qmap, _annotated=True)
+        self._annotate_output(node, node)
+
+    def _annotate_binary(self, node: Node) -> None:
+        a, b = node.args[0], node.args[1]
+        qmap = {a: self.act}
+        if b is not a:
+            qmap[b] = self.act
+        node.meta[Q_KEY] = QuantizationAnnotation(input_qspec_map=qmap, _annotated=True)
+        self._annotate_output(node, node)
+
+    def _annotate_pass_through(self, model: GraphModule) -> None:
+        """Let int8 flow through pools/reshapes whose input is already quantized."""
+        for node in model.graph.nodes:
+            if node.op != "call_function" or self._skip(node):
+                continue
+            if node.target not in PASS_THROUGH_OPS and node.target not in AVERAGING_OPS:
+                continue
+            src = node.args[0]
+            if not (_is_tensor(src) and _has_quantized_output(src)):
+                continue
+            node.meta[Q_KEY] = QuantizationAnnotation(
+                input_qspec_map={src: self.act},
+                output_qspec=SharedQuantizationSpec((src, node)),
+                _annotated=True,
+            )
+
+    def validate(self, model: GraphModule) -> None:
+        return None
+
+
+def _has_quantized_output(node: Node) -> bool:
+    ann = node.meta.get(Q_KEY)
+    return ann is not None and ann.output_qspec is not None
+
+
+def _inductor_quantizer(kind: str, opts: QuantizerOptions, modules: Callable[[], list[str]]):
+    if kind == "arm-inductor":
+        from torchao.quantization.pt2e.quantizer.arm_inductor_quantizer import (
+            ArmInductorQuantizer,
+            get_default_arm_inductor_quantization_config,
+        )
+
+        q = ArmInductorQuantizer()
+        q.set_global(get_default_arm_inductor_quantization_config(is_qat=opts.qat))
+    else:
+        from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+            X86InductorQuantizer,
+            get_default_x86_inductor_quantization_config,
+        )
+
+        q = X86InductorQuantizer()
+        dynamic = kind == "x86-inductor-dynamic"
+        cfg = get_default_x86_inductor_quantization_config(is_qat=opts.qat, is_dynamic=dynamic)
+        if dynamic:
+            q.set_module_type_qconfig(torch.nn.Linear, cfg)
+        else:
+            q.set_global(cfg)
+    for name in modules():
+        q.set_module_name_qconfig(name, None)
+    return q
+
+
+def build_quantizer(opts: QuantizerOptions, model: GraphModule) -> Quantizer:
+    """The quantizer for a preset id; keep-float patterns are matched against module paths."""
+    info = get_preset(opts.preset)
+    observer = opts.observer or info.default_observer
+    if opts.preset in SCHEMES:
+        return OpQuantizer(SCHEMES[opts.preset], opts, observer)
+
+    def keep_float_modules() -> list[str]:
+        paths = {module_path(n) for n in model.graph.nodes if n.op == "call_function"}
+        return sorted(p for p in paths if p and any(fnmatch.fnmatchcase(p, pat) for pat in opts.keep_float))
+
+    return _inductor_quantizer(opts.preset, opts, keep_float_modules)

@@ -1,0 +1,241 @@
+"""Small real models of the shapes the engine must handle (no torchvision: it does not import here)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConvBnRelu(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.bn = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU()
+        self.head = nn.Conv2d(16, 8, 1)
+
+    def forward(self, x):
+        return self.head(self.relu(self.bn(self.conv(x))))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        idt = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + idt)
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 topology (20 convs, 8 residual adds, one fc); `width` scales the channels."""
+
+    def __init__(self, num_classes=1000, width=64):
+        super().__init__()
+        w = width
+        self.conv1 = nn.Conv2d(3, w, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        chans = [w, 2 * w, 4 * w, 8 * w]
+        layers, cin = [], w
+        for i, c in enumerate(chans):
+            stride = 1 if i == 0 else 2
+            layers.append(nn.Sequential(BasicBlock(cin, c, stride), BasicBlock(c, c)))
+            cin = c
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8 * w, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin, cout, stride, expand):
+        super().__init__()
+        hidden = cin * expand
+        self.use_res = stride == 1 and cin == cout
+        self.block = nn.Sequential(
+            nn.Conv2d(cin, hidden, 1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+
+    def forward(self, x):
+        return x + self.block(x) if self.use_res else self.block(x)
+
+
+class MobileNetV2(nn.Module):
+    """MobileNet-V2 topology (depthwise convs, ReLU6, linear bottlenecks); `width` scales it down."""
+
+    CFG = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+
+    def __init__(self, num_classes=1000, width=1.0):
+        super().__init__()
+
+        def c(v):
+            return max(8, int(v * width + 4) // 8 * 8)
+
+        layers = [nn.Conv2d(3, c(32), 3, 2, 1, bias=False), nn.BatchNorm2d(c(32)), nn.ReLU6(inplace=True)]
+        cin = c(32)
+        for t, ch, n, s in self.CFG:
+            for i in range(n):
+                layers.append(InvertedResidual(cin, c(ch), s if i == 0 else 1, t))
+                cin = c(ch)
+        layers += [nn.Conv2d(cin, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU6(inplace=True)]
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(1280, num_classes)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+class Conv1dAudio(nn.Module):
+    """A conv1d pitch/keyword-style model; one BatchNorm follows a ReLU (cannot be folded)."""
+
+    def __init__(self, n_mels=40, classes=12):
+        super().__init__()
+        self.conv1 = nn.Conv1d(n_mels, 64, 5, padding=2)
+        self.bn1 = nn.BatchNorm1d(64)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv1d(64, 64, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.bn_after_relu = nn.BatchNorm1d(64)
+        self.conv3 = nn.Conv1d(64, 128, 3, padding=1, stride=2)
+        self.bn3 = nn.BatchNorm1d(128)
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.fc = nn.Linear(128, classes)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.bn_after_relu(self.relu2(self.conv2(x)))
+        x = self.relu(self.bn3(self.conv3(x)))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+class BnAfterRelu(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.bn = nn.BatchNorm2d(8)
+        self.out = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        return self.out(self.bn(self.relu(self.conv(x))))
+
+
+class DepthwiseNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pw1 = nn.Conv2d(3, 16, 1)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.bn = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU6()
+        self.pw2 = nn.Conv2d(16, 8, 1)
+
+    def forward(self, x):
+        return self.pw2(self.relu(self.bn(self.dw(self.pw1(x)))))
+
+
+class MLP(nn.Module):
+    def __init__(self, d_in=32, hidden=64, classes=10):
+        super().__init__()
+        self.fc1 = nn.Linear(d_in, hidden)
+        self.relu = nn.ReLU()
+        self.fc2 = nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        return self.fc2(self.relu(self.fc1(x)))
+
+
+class ResidualAdd(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(8, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.b(self.relu(self.a(x))) + x)
+
+
+class EncoderBlock(nn.Module):
+    """A transformer encoder block written with explicit MatMul/softmax (what export captures)."""
+
+    def __init__(self, d=64, heads=4, ff=128):
+        super().__init__()
+        self.h, self.dh = heads, d // heads
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.ff1 = nn.Linear(d, ff)
+        self.act = nn.GELU()
+        self.ff2 = nn.Linear(ff, d)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).reshape(b, t, 3, self.h, self.dh).permute(2, 0, 3, 1, 4)
+        att = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * self.dh**-0.5, dim=-1)
+        y = torch.matmul(att, v).transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(y)
+        return x + self.ff2(self.act(self.ff1(self.ln2(x))))
+
+
+def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give BatchNorms non-trivial statistics so folding them is really exercised."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
+            m.weight.data.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+    return model.eval()
+
+
+# name -> (constructor, example input shape without batch)
+ZOO = {
+    "conv_bn_relu": (ConvBnRelu, (3, 32, 32)),
+    "residual_add": (ResidualAdd, (8, 16, 16)),
+    "linear": (MLP, (32,)),
+    "depthwise": (DepthwiseNet, (3, 32, 32)),
+    "conv1d": (Conv1dAudio, (40, 101)),
+    "bn_after_relu": (BnAfterRelu, (3, 16, 16)),
+    "encoder": (EncoderBlock, (16, 64)),
+    "resnet18": (lambda: ResNet18(num_classes=100, width=32), (3, 64, 64)),
+}
+
+
+def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
+    torch.manual_seed(seed)
+    ctor, shape = ZOO[name]
+    return randomize_bn(ctor(), seed), shape
+
+
+def save_pt2(model: nn.Module, shape: tuple[int, ...], path, batch: int = 2) -> None:
+    """Export with a symbolic batch dimension, as users are told to."""
+    ex = (torch.randn(batch, *shape),)
+    dyn = ({0: torch.export.Dim("batch", min=1, max=4096)},)
+    torch.export.save(torch.export.export(model.eval(), ex, dynamic_shapes=dyn), str(path))
