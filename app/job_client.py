@@ -61,6 +61,7 @@ class JobClient(QObject):
         self._buffer = b""
         self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self._state = STOPPED
+        self.state_sentence = "The worker is not started yet."
         self._grace = QTimer(self, singleShot=True, interval=CANCEL_GRACE_MS, timeout=self._terminate)
         self._kill = QTimer(self, singleShot=True, interval=KILL_GRACE_MS, timeout=self._kill_now)
 
@@ -256,9 +257,10 @@ class JobClient(QObject):
             self._on_finished(proc, -1, QProcess.ExitStatus.CrashExit)
 
     def _on_finished(self, proc: QProcess, code: int, status: QProcess.ExitStatus) -> None:
+        # Finished QProcess objects stay children of the client: deleteLater() on them from their
+        # own signal crashes PySide when the client goes away later. A few dead ones cost nothing.
         if proc in self._retired:
             self._retired.discard(proc)
-            proc.deleteLater()
             return
         if proc is not self._proc:
             return
@@ -268,7 +270,6 @@ class JobClient(QObject):
         was_ready = self._ready
         self._proc, self._ready, self._buffer = None, False, b""
         self._kill.stop()
-        proc.deleteLater()
         if self._shutting_down:
             return
         spec = self._current
@@ -294,7 +295,9 @@ class JobClient(QObject):
         self._set_state(CRASHED, f"The worker {how}; restarting…" if was_ready else f"The worker {how}.")
         details = "\n".join(self._stderr_tail) or "The worker wrote nothing to stderr."
         if spec is not None:
-            self._finish(spec, "error", {"message": message, "details": details, "user_error": False, "crash": True})
+            self._finish(
+                spec, "error", {"message": message, "details": details, "user_error": False, "crash": True}
+            )
         self.crashed.emit(spec.id if spec is not None else "")
 
     def _give_up(self) -> None:
@@ -309,7 +312,7 @@ class JobClient(QObject):
             )
 
     def _set_state(self, state: str, sentence: str) -> None:
-        self._state = state
+        self._state, self.state_sentence = state, sentence
         self.stateChanged.emit(state, sentence)
 
 

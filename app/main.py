@@ -36,11 +36,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="drive the window through the demo flow, save page screenshots and selftest.json into DIR, "
         "exit non-zero on failure",
     )
-    parser.add_argument("--db", metavar="PATH", help="history database (default: $QDQ_STUDIO_DB or the per-user file)")
+    parser.add_argument(
+        "--db", metavar="PATH", help="history database (default: $QDQ_STUDIO_DB or the per-user file)"
+    )
     return parser.parse_args(argv)
 
 
+def run_bundled_worker() -> int:
+    """In the PyInstaller bundle sys.executable is this program, so `-m core.jobs.worker` lands here."""
+    import runpy
+
+    sys.argv = sys.argv[:1]
+    runpy.run_module("core.jobs.worker", run_name="__main__", alter_sys=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    if getattr(sys, "frozen", False) and sys.argv[1:3] == ["-m", "core.jobs.worker"]:
+        return run_bundled_worker()
     launched = launch_time() if argv is None else time.perf_counter()
     args = parse_args(argv)
     from PySide6.QtWidgets import QApplication
@@ -65,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     client.start()
     window = MainWindow(client, Settings(), db_path=args.db)
     if args.model or args.demo:
-        window.firstPainted.connect(lambda: window.open_path(args.model) if args.model else window.open_demo())
+        window.firstPainted.connect(
+            lambda: window.open_path(args.model) if args.model else window.open_demo()
+        )
     window.show()
     return app.exec()
 

@@ -8,11 +8,11 @@ until after the first paint so the window shows up quickly.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
-import platformdirs
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QSize, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QPaintEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -56,7 +56,9 @@ class ReviewPending(Page):
     """Stands in for the review views until they are built (after the first paint) or if they cannot be."""
 
     title = "Review"
-    intro = "See what quantization did to the model: the graph, the error of every layer, and its value ranges."
+    intro = (
+        "See what quantization did to the model: the graph, the error of every layer, and its value ranges."
+    )
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -67,6 +69,7 @@ class ReviewPending(Page):
 
 class MainWindow(QMainWindow):
     firstPainted = Signal()
+    _storeOpened = Signal(object, str)  # Store or None, error; emitted from the opening thread
     runFinished = Signal(str, object)  # outcome (result, error, cancelled), event data
 
     def __init__(self, client: JobClient, settings: Settings, db_path: str | None = None):
@@ -112,8 +115,9 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.worker_label)
         self._build_menus()
         self._connect()
+        self._storeOpened.connect(self._on_store_opened)
         self.nav.setCurrentRow(0)
-        self._on_worker_state(client.state, "The worker is not started yet.")
+        self._on_worker_state(client.state, client.state_sentence)
         geometry = settings.geometry()
         if geometry is None or not self.restoreGeometry(geometry):
             self.resize(1280, 820)
@@ -123,7 +127,12 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         model, run = self.pages["model"], self.pages["run"]
         file_menu = self.menuBar().addMenu("&File")
-        self._action(file_menu, "&Open model…", QKeySequence.StandardKey.Open, lambda: (self.show_page("model"), model.browse()))
+        self._action(
+            file_menu,
+            "&Open model…",
+            QKeySequence.StandardKey.Open,
+            lambda: (self.show_page("model"), model.browse()),
+        )
         self._action(file_menu, "Try the &demo model", None, self.open_demo)
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", QKeySequence.StandardKey.Quit, self.close)
@@ -157,6 +166,9 @@ class MainWindow(QMainWindow):
         model.modelChanged.connect(self._on_model_changed)
         model.inspected.connect(lambda _info: self._update_plan())
         run.openPageRequested.connect(self.show_page)
+        for page in self.pages.values():
+            if isinstance(page, Page):
+                page.nextRequested.connect(self.show_page)
         self.pages["history"].openRun.connect(lambda r: self.open_run(r["out_dir"]))
 
     # -- start-up -----------------------------------------------------------------------------------
@@ -171,9 +183,8 @@ class MainWindow(QMainWindow):
         """Work that can wait until the user sees the window: the review views and the history."""
         self.firstPainted.emit()
         self.pages["calib"].request_devices()
+        self._open_store()
         self._install_review()
-        self._mark_interrupted()
-        self.pages["history"].refresh()
 
     def _install_review(self) -> None:
         pending: ReviewPending = self.pages["review"]
@@ -194,18 +205,38 @@ class MainWindow(QMainWindow):
             review.load_run(self.run_dir)
 
     def store(self):
-        """The history database, opened on first use (SQLAlchemy is not needed to paint the window)."""
-        if self._store is None:
-            from core.store import open_store
-
-            self._store = open_store(self.db_path)
+        """The history database, or None while it is still being opened."""
         return self._store
+
+    def _open_store(self) -> None:
+        """Importing SQLAlchemy and upgrading the file take a second: do it off the UI thread."""
+
+        def work():
+            try:
+                from core.store import open_store
+
+                self._storeOpened.emit(open_store(self.db_path), "")
+            except Exception as e:  # a broken history file must not stop quantizing
+                self._storeOpened.emit(None, str(e))
+
+        threading.Thread(target=work, name="open-history", daemon=True).start()
+
+    def _on_store_opened(self, store, error: str) -> None:
+        self._store = store
+        history: HistoryPage = self.pages["history"]
+        if store is None:
+            history.error.show_message(f"Could not open the history file: {error}")
+            return
+        self._mark_interrupted()
+        history.refresh()
 
     def _mark_interrupted(self) -> None:
         """Runs whose process died (a crash, a kill, a power cut) show up as interrupted."""
+        if self._store is None:
+            return
         try:
-            self.store().mark_interrupted()
-        except Exception as e:  # a broken history file must not stop quantizing
+            self._store.mark_interrupted()
+        except Exception as e:  # a locked or broken history file must not stop quantizing
             self.statusBar().showMessage(f"Could not update the history: {e}", 10000)
 
     # -- navigation ---------------------------------------------------------------------------------
@@ -293,43 +324,38 @@ class MainWindow(QMainWindow):
         self.pages["run"].set_plan("<br>".join(lines), problem, page)
         self.start_action.setEnabled(problem is None and not self.pages["run"].running)
 
-    def runs_root(self) -> Path:
-        """Run folders live next to the history file when one was given, else in the user's data folder."""
-        if self.db_path:
-            return Path(self.db_path).expanduser().resolve().parent / "runs"
-        return Path(platformdirs.user_data_dir("qdq-studio", appauthor=False)) / "runs"
-
     def build_options(self) -> QuantizeOptions:
+        """The pages' forms as one QuantizeOptions; the worker names the run folder after the run id."""
         model: ModelPage = self.pages["model"]
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out_dir = self.runs_root() / f"{Path(model.model_path).stem}-{stamp}"
         return QuantizeOptions(
             model=model.model_path,
-            out_dir=str(out_dir),
+            out_dir="",
             trust_code=model.trust_code,
             db=self.db_path,
             **self.pages["preset"].values(),
             **self.pages["calib"].values(),
         )
 
-    def start_run(self) -> None:
+    def start_run(self) -> bool:
+        """Queue a quantize job from the pages' forms; False (with the reason on the Run page) if it cannot."""
         run: RunPage = self.pages["run"]
         if run.running:
-            return
+            return False
         self._update_plan()
         self.show_page("run")
         problem, _page = self._problem()
         if problem:
-            return
+            return False
         try:
             options = self.build_options()
         except UserError as e:
-            run.on_error({"message": str(e), "user_error": True})
-            return
+            run.set_plan(run.plan.text(), str(e), "preset")
+            return False
         spec = JobSpec("quantize", options.to_dict())
         run.job_started(spec.id)
         self.client.submit(spec, on_done=self._on_run_done)
         self._update_plan()
+        return True
 
     def cancel_run(self) -> None:
         run: RunPage = self.pages["run"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtCore import QSize, QTimer
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -47,6 +47,8 @@ class CalibPage(Page):
         "Show the model a few dozen typical inputs so it can measure the range of every layer; those "
         "ranges become the int8 scales. Pick images or arrays like the ones it will see in use."
     )
+    next_page = "run"
+    next_label = "Run"
 
     def __init__(self, client: JobClient, settings: Settings, parent: QWidget | None = None):
         super().__init__(parent)
@@ -163,7 +165,9 @@ class CalibPage(Page):
             self.preview_note.setText("Choose a folder of images or an array file to see a preview here.")
             return
         if self._model is None:
-            self.preview_note.setText("Choose a model first: the preview prepares inputs to fit its input shape.")
+            self.preview_note.setText(
+                "Choose a model first: the preview prepares inputs to fit its input shape."
+            )
             return
         if not Path(self.source.path()).exists():
             self.preview_note.setText(f"There is nothing at {self.source.path()}.")

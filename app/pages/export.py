@@ -24,6 +24,8 @@ from app.widgets import metrics as mx
 from app.widgets.banner import Banner
 from app.widgets.page import Page, muted, section, set_tone
 from app.widgets.path_picker import PathPicker
+from core.errors import UserError
+from core.presets import get_preset
 
 FORMATS = {"onnx": ("int8_onnx", "model.int8.onnx", ".onnx"), "pt2": ("int8_pt2", "model.int8.pt2", ".pt2")}
 
@@ -47,7 +49,9 @@ class ExportPage(Page):
         self.body.addWidget(self.run_label)
 
         self.body.addWidget(section("Format"))
-        self.onnx = QRadioButton("ONNX, int8 with Q/DQ (recommended: ONNX Runtime, TensorRT and most runtimes)")
+        self.onnx = QRadioButton(
+            "ONNX, int8 with Q/DQ (recommended: ONNX Runtime, TensorRT and most runtimes)"
+        )
         self.pt2 = QRadioButton("PyTorch ExportedProgram (.pt2), for torch.compile or ExecuTorch")
         self.onnx.setChecked(True)
         group = QButtonGroup(self)
@@ -79,7 +83,9 @@ class ExportPage(Page):
         self.open_folder = QPushButton("Open folder")
         self.open_folder.clicked.connect(self._open_folder)
         self.open_report = QPushButton("Open report (report.html)")
-        self.open_report.clicked.connect(lambda: _open(Path(self.out_dir) / self._artifact("html", "report.html")))
+        self.open_report.clicked.connect(
+            lambda: _open(Path(self.out_dir) / self._artifact("html", "report.html"))
+        )
         links.addWidget(self.open_folder)
         links.addWidget(self.open_report)
         links.addStretch(1)
@@ -93,18 +99,27 @@ class ExportPage(Page):
     def set_run(self, out_dir: str, report: dict) -> None:
         self.out_dir, self.report = out_dir, report
         has_run = bool(out_dir)
-        for w in (self.onnx, self.pt2, self.destination, self.export_button, self.open_folder, self.open_report):
+        for w in (
+            self.onnx,
+            self.pt2,
+            self.destination,
+            self.export_button,
+            self.open_folder,
+            self.open_report,
+        ):
             w.setEnabled(has_run)
         self.result.hide()
         if not has_run:
-            self.run_label.setText("Nothing to export yet: run a quantization, or open a finished run from History.")
+            self.run_label.setText(
+                "Nothing to export yet: run a quantization, or open a finished run from History."
+            )
             self._show_checks({})
             self.warnings.hide()
             return
         model = Path((report.get("model") or {}).get("path", "model")).name
         run_id = report.get("run_id")
         self.run_label.setText(
-            f"<b>{model}</b>, preset {report.get('preset', '–')}"
+            f"<b>{model}</b>, {_preset_title(report.get('preset'))}"
             + (f", run #{run_id}" if run_id is not None else "")
             + f"<br><span>{out_dir}</span>"
         )
@@ -183,6 +198,13 @@ class ExportPage(Page):
         _open(dest.parent if dest.exists() else Path(self.out_dir))
 
 
+def _preset_title(preset_id: str | None) -> str:
+    try:
+        return f"preset {get_preset(preset_id).title}"
+    except UserError:
+        return f"preset {preset_id}"
+
+
 def _open(path: Path) -> None:
     QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
@@ -192,25 +214,74 @@ def _checks(m: dict) -> list[tuple[str, str, str | None, str]]:
     rows = []
     if "onnx_checker" in m:
         ok = m["onnx_checker"] in (True, "ok")
-        rows.append(("ONNX checker", mx.show("onnx_checker", m["onnx_checker"]), "ok" if ok else "bad", "The file is a valid ONNX model."))
+        rows.append(
+            (
+                "ONNX checker",
+                mx.show("onnx_checker", m["onnx_checker"]),
+                "ok" if ok else "bad",
+                "The file is a valid ONNX model.",
+            )
+        )
     if m.get("onnx_parity_sqnr_db") is not None:
         v = m["onnx_parity_sqnr_db"]
-        rows.append(("ONNX vs PyTorch int8", fmt.decibels(v), fmt.sqnr_tone(v), "How closely ONNX Runtime reproduces the quantized model (above 30 dB: the same)."))
+        rows.append(
+            (
+                "ONNX vs PyTorch int8",
+                fmt.decibels(v),
+                fmt.sqnr_tone(v),
+                "How closely ONNX Runtime reproduces the quantized model (above 30 dB: the same).",
+            )
+        )
     if m.get("output_sqnr_db") is not None:
         v = m["output_sqnr_db"]
-        rows.append(("Int8 vs float output", fmt.decibels(v), fmt.sqnr_tone(v), "Signal-to-noise of the int8 output against the float one (above 30 dB is good, below 20 dB worrying)."))
+        rows.append(
+            (
+                "Int8 vs float output",
+                fmt.decibels(v),
+                fmt.sqnr_tone(v),
+                "Signal-to-noise of the int8 output against the float one (above 30 dB is good, below 20 dB worrying).",
+            )
+        )
     if m.get("accuracy_float") is not None and m.get("accuracy_int8") is not None:
         drop = m["accuracy_float"] - m["accuracy_int8"]
         tone = "ok" if drop <= 0.01 else "warn" if drop <= 0.03 else "bad"
-        rows.append(("Accuracy", f"{fmt.percent(m['accuracy_float'])} → {fmt.percent(m['accuracy_int8'])}", tone, "Float, then int8, on the labelled images."))
+        rows.append(
+            (
+                "Accuracy",
+                f"{fmt.percent(m['accuracy_float'])} → {fmt.percent(m['accuracy_int8'])}",
+                tone,
+                "Float, then int8, on the labelled images.",
+            )
+        )
     if m.get("top1_agreement") is not None:
         v = m["top1_agreement"]
-        rows.append(("Same prediction", fmt.percent(v), "ok" if v >= 0.98 else "warn", "Share of samples where int8 picks the same class as float."))
+        rows.append(
+            (
+                "Same prediction",
+                fmt.percent(v),
+                "ok" if v >= 0.98 else "warn",
+                "Share of samples where int8 picks the same class as float.",
+            )
+        )
     if m.get("size_float_bytes") and m.get("size_int8_bytes"):
         ratio = m["size_float_bytes"] / m["size_int8_bytes"]
-        rows.append(("Size", f"{fmt.size(m['size_float_bytes'])} → {fmt.size(m['size_int8_bytes'])}", "ok" if ratio > 1.5 else "warn", f"{ratio:.1f}× smaller on disk."))
+        rows.append(
+            (
+                "Size",
+                f"{fmt.size(m['size_float_bytes'])} → {fmt.size(m['size_int8_bytes'])}",
+                "ok" if ratio > 1.5 else "warn",
+                f"{ratio:.1f}× smaller on disk.",
+            )
+        )
     if m.get("latency_float_ms") and m.get("latency_int8_ms"):
         speedup = m.get("speedup") or m["latency_float_ms"] / m["latency_int8_ms"]
         words = f"{speedup:.2f}× faster" if speedup >= 1 else f"{1 / speedup:.2f}× slower"
-        rows.append(("Speed (ONNX Runtime CPU)", f"{m['latency_float_ms']:.2f} ms → {m['latency_int8_ms']:.2f} ms", "ok" if speedup >= 1.2 else "warn", f"{words} per input on this computer."))
+        rows.append(
+            (
+                "Speed (ONNX Runtime CPU)",
+                f"{m['latency_float_ms']:.2f} ms → {m['latency_int8_ms']:.2f} ms",
+                "ok" if speedup >= 1.2 else "warn",
+                f"{words} per input on this computer.",
+            )
+        )
     return rows

@@ -28,7 +28,13 @@ from app.widgets.compare import CompareDialog
 from app.widgets.page import Page, muted
 
 COLUMNS = ("Run", "Model", "Preset", "Status", "Started", "Took", "Output SQNR", "Int8 size", "Speed-up")
-STATUS_TONES = {"succeeded": "ok", "failed": "bad", "interrupted": "bad", "cancelled": "warn", "running": "muted"}
+STATUS_TONES = {
+    "succeeded": "ok",
+    "failed": "bad",
+    "interrupted": "bad",
+    "cancelled": "warn",
+    "running": "muted",
+}
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
@@ -57,7 +63,7 @@ class HistoryPage(Page):
 
     def __init__(self, store: Callable, parent: QWidget | None = None):
         super().__init__(parent, scroll=False)
-        self._store = store  # returns the opened core.store.Store
+        self._store = store  # returns the opened core.store.Store, or None while it opens
         self.runs: list[dict] = []
 
         bar = QHBoxLayout()
@@ -83,6 +89,7 @@ class HistoryPage(Page):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setAlternatingRowColors(True)
         self.table.setSortingEnabled(True)
+        self.table.sortItems(0, Qt.SortOrder.DescendingOrder)
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.table.itemDoubleClicked.connect(lambda _item: self.open_selected())
@@ -101,7 +108,7 @@ class HistoryPage(Page):
         self.delete_button.clicked.connect(self.delete_selected)
         buttons.addWidget(self.open_button)
         buttons.addWidget(self.compare_button)
-        buttons.addStretch(1)
+        buttons.addWidget(muted("Select one run to open it, two to compare them (Ctrl+click)."), 1)
         buttons.addWidget(self.delete_button)
         self.body.addLayout(buttons)
         self._update_buttons()
@@ -109,8 +116,13 @@ class HistoryPage(Page):
     # -- table --------------------------------------------------------------------------------------
 
     def refresh(self) -> None:
+        store = self._store()
+        if store is None:
+            self.empty.setText("Opening the history…")
+            return
+        self.empty.setText("No runs yet. Finished runs appear here, newest first.")
         try:
-            self.runs = self._store().list_runs(
+            self.runs = store.list_runs(
                 model_filter=self.filter.text().strip() or None, status=self.status_filter.currentData()
             )
         except Exception as e:  # the database is the user's file: show the problem, keep the window
@@ -187,14 +199,22 @@ def _has_results(run: dict) -> bool:
     return run["status"] == "succeeded" and bool(run.get("out_dir")) and Path(run["out_dir"]).is_dir()
 
 
+def _short_path(path: str) -> str:
+    """The file and its folder (demo/model.pt2): enough to tell models apart, short enough to read."""
+    p = Path(path)
+    return str(Path(p.parent.name, p.name)) if p.parent.name else p.name
+
+
 def _row(run: dict) -> list[QTableWidgetItem]:
     m = run.get("metrics") or {}
     took = None
     if run.get("started_at") and run.get("finished_at"):
-        took = (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])).total_seconds()
+        took = (
+            datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])
+        ).total_seconds()
     items = [
         SortItem(f"#{run['id']}", run["id"]),
-        SortItem(Path(run.get("model_path") or "").name, run.get("model_path") or ""),
+        SortItem(_short_path(run.get("model_path") or ""), run.get("model_path") or ""),
         SortItem(run.get("preset") or "", run.get("preset") or ""),
         SortItem(run["status"], run["status"]),
         SortItem(fmt.when(run.get("started_at")), run.get("started_at")),

@@ -39,6 +39,8 @@ class ModelPage(Page):
         "Choose the PyTorch model to quantize: a .pt2 file saved with torch.export, or a .py recipe "
         "that builds it. The summary below shows what QDQ Studio found inside."
     )
+    next_page = "preset"
+    next_label = "Preset"
 
     modelChanged = Signal(str)  # a new model was chosen (not yet inspected)
     inspected = Signal(object)  # the inspect result, or None when the model could not be read
@@ -77,7 +79,7 @@ class ModelPage(Page):
         drop_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         drop_layout.addWidget(drop_hint)
         self.recent = QListWidget()
-        self.recent.setMaximumHeight(200)
+        self.recent.setMaximumHeight(160)
         self.recent.itemActivated.connect(lambda item: self.open_model(item.data(Qt.ItemDataRole.UserRole)))
         col.addWidget(self.demo_button)
         col.addWidget(self.open_button)
@@ -100,7 +102,9 @@ class ModelPage(Page):
         facts = QGridLayout()
         facts.setHorizontalSpacing(18)
         self.facts: dict[str, QLabel] = {}
-        for i, (key, label) in enumerate((("format", "Format"), ("params", "Parameters"), ("batch", "Batch size"))):
+        for i, (key, label) in enumerate(
+            (("format", "Format"), ("params", "Parameters"), ("batch", "Batch size"))
+        ):
             facts.addWidget(muted(label), 0, i)
             value = QLabel()
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -215,11 +219,13 @@ class ModelPage(Page):
         self.facts["format"].setText(FORMATS.get(info.get("format", ""), info.get("format", "")))
         self.facts["params"].setText(fmt.count(info["params"]) if "params" in info else "")
         self.facts["batch"].setText(batch)
-        inputs = [(i.get("name", ""), _shape(i.get("shape")), i.get("dtype", "")) for i in info.get("inputs", [])]
+        inputs = [
+            (i.get("name", ""), _shape(i.get("shape")), i.get("dtype", "")) for i in info.get("inputs", [])
+        ]
         fill(self.inputs, inputs)
-        fit_rows(self.inputs, 4)
-        ops = sorted(info.get("ops", {}).items(), key=lambda kv: -kv[1])
-        fill(self.ops, [(_op_name(op), n) for op, n in ops])
+        fit_rows(self.inputs, 4, exact=True)
+        fill(self.ops, [(_op_name(op), n) for op, n in info.get("ops", {}).items()])
+        self.ops.sortItems(1, Qt.SortOrder.DescendingOrder)
         fit_rows(self.ops, 14)
 
     def _show_error(self, data: dict, path: str) -> None:

@@ -46,7 +46,11 @@ class PresetCard(QFrame):
         self.radio.toggled.connect(lambda on: on and self.chosen.emit(info.id))
         layout.addWidget(self.radio)
         layout.addWidget(_wrapped(info.summary))
-        for heading, text in (("Runs on", info.hardware), ("What changes", info.changes), ("Choose it when", info.choose_when)):
+        for heading, text in (
+            ("Runs on", info.hardware),
+            ("What changes", info.changes),
+            ("Choose it when", info.choose_when),
+        ):
             layout.addWidget(_wrapped(f"<b>{heading}:</b> {text}"))
         layout.addStretch(1)
 
@@ -67,6 +71,8 @@ class PresetPage(Page):
         "Choose where the quantized model will run. Each preset places the int8 conversions the way that "
         "hardware runs fastest; if you are unsure, keep the recommended one."
     )
+    next_page = "calib"
+    next_label = "Calibration"
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -80,7 +86,9 @@ class PresetPage(Page):
             grid.addWidget(card, i // 2, i % 2)
             self.cards[info.id] = card
         self.body.addLayout(grid)
-        self.advanced = Collapsible("Advanced options (for people who know quantization)", self._build_advanced())
+        self.advanced = Collapsible(
+            "Advanced options (for people who know quantization)", self._build_advanced()
+        )
         self.body.addWidget(self.advanced)
         self.body.addStretch(1)
         self.select(DEFAULT_PRESET)

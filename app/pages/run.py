@@ -188,8 +188,8 @@ class RunPage(Page):
 
     def on_cancelled(self, data: dict) -> None:
         self._mark_current("pending")
-        self.status.setText(str(data.get("message") or "Cancelled."))
-        self.log.appendPlainText("Cancelled.")
+        self.status.setText("Cancelled. Change the settings if you like and start again.")
+        self.log.appendPlainText(f"Cancelled ({data.get('message') or 'by the user'}).")
         self.set_running(False)
 
     # -- helpers ------------------------------------------------------------------------------------

@@ -28,9 +28,15 @@ class CompareDialog(QDialog):
         super().__init__(parent, windowTitle=f"Run #{run_a['id']} compared with run #{run_b['id']}")
         self.resize(860, 640)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(f"<b>A</b> = {_describe(run_a)}<br><b>B</b> = {_describe(run_b)}", wordWrap=True))
+        layout.addWidget(
+            QLabel(f"<b>A</b> = {_describe(run_a)}<br><b>B</b> = {_describe(run_b)}", wordWrap=True)
+        )
         layout.addWidget(section("Results"))
-        numeric = {k: v for k, v in result.get("metrics", {}).items() if not isinstance(v.get("a") or v.get("b"), dict)}
+        numeric = {
+            k: v
+            for k, v in result.get("metrics", {}).items()
+            if not isinstance(v.get("a") or v.get("b"), dict)
+        }
         self.metrics = fact_table(["Measure", "A", "B", "Change (B − A)"])
         self.metrics.setRowCount(len(numeric))
         for r, key in enumerate(mx.ordered(numeric)):
@@ -50,12 +56,20 @@ class CompareDialog(QDialog):
         self.layers.setRowCount(len(layers))
         for r, (name, v) in enumerate(layers):
             q = "/".join("yes" if v.get(k) else "float" for k in ("quantized_a", "quantized_b"))
-            cells = [name, fmt.decibels(v.get("sqnr_a")), fmt.decibels(v.get("sqnr_b")), _signed(v.get("delta"), " dB"), q]
+            cells = [
+                name,
+                fmt.decibels(v.get("sqnr_a")),
+                fmt.decibels(v.get("sqnr_b")),
+                _signed(v.get("delta"), " dB"),
+                q,
+            ]
             for c, text in enumerate(cells):
                 self.layers.setItem(r, c, QTableWidgetItem(text))
         layout.addWidget(self.layers, 2)
-        only = [f"only in A: {', '.join(result['only_in_a'])}" if result.get("only_in_a") else "",
-                f"only in B: {', '.join(result['only_in_b'])}" if result.get("only_in_b") else ""]
+        only = [
+            f"only in A: {', '.join(result['only_in_a'])}" if result.get("only_in_a") else "",
+            f"only in B: {', '.join(result['only_in_b'])}" if result.get("only_in_b") else "",
+        ]
         if any(only):
             layout.addWidget(muted("; ".join(s for s in only if s)))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)

@@ -20,7 +20,7 @@ def count(n: float | None) -> str:
         return "–"
     for div, unit in ((1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
         if n >= div:
-            return f"{n / div:.2f} {unit}"
+            return f"{n / div:.3g} {unit}"
     return f"{n:.0f}"
 
 

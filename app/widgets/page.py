@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 
 class Page(QWidget):
-    """A titled page; subclasses add their content to `self.body` (inside a scroll area if asked)."""
+    """A titled page; subclasses add their content to `self.body` (inside a scroll area if asked).
+
+    A page with `next_page` set ends with a button to it, so a first-time user always sees the next step.
+    """
 
     title = ""
     intro = ""
+    next_page = ""  # key of the page the Next button opens
+    next_label = ""
+
+    nextRequested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None, scroll: bool = True):
         super().__init__(parent)
@@ -34,6 +50,13 @@ class Page(QWidget):
             outer.addWidget(area, 1)
         else:
             outer.addWidget(content, 1)
+        if self.next_page:
+            row = QHBoxLayout()
+            row.addStretch(1)
+            self.next_button = QPushButton(f"Next: {self.next_label}  →")
+            self.next_button.clicked.connect(lambda: self.nextRequested.emit(self.next_page))
+            row.addWidget(self.next_button)
+            outer.addLayout(row)
 
 
 def section(text: str) -> QLabel:
@@ -41,8 +64,10 @@ def section(text: str) -> QLabel:
 
 
 def muted(text: str = "") -> QLabel:
+    """Secondary text; it takes the width it is given (word-wrapped labels otherwise shrink in forms)."""
     label = QLabel(text, objectName="muted", wordWrap=True)
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
     return label
 
 

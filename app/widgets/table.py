@@ -33,8 +33,11 @@ def fill(table: QTableWidget, rows: list[tuple], stretch: int = 0) -> None:
     table.setSortingEnabled(sorting)
 
 
-def fit_rows(table: QTableWidget, most: int) -> None:
-    """Tall enough for up to `most` rows without an inner scroll bar."""
+def fit_rows(table: QTableWidget, most: int, exact: bool = False) -> None:
+    """Tall enough for up to `most` rows without an inner scroll bar; `exact` also stops it growing."""
     rows = min(table.rowCount(), most)
     header = table.horizontalHeader().sizeHint().height()
-    table.setMinimumHeight(header + max(rows, 1) * table.verticalHeader().defaultSectionSize() + 2 * table.frameWidth())
+    height = header + max(rows, 1) * table.verticalHeader().defaultSectionSize() + 2 * table.frameWidth()
+    table.setMinimumHeight(height)
+    if exact:
+        table.setMaximumHeight(height)

@@ -75,6 +75,8 @@ def sniff(p: Path) -> str:
         if "data.pkl" in tails:
             return "torch-save"
         return "zip"
+    if head[:4] == b"PK\x03\x04":
+        return "corrupt-zip"  # a zip header without a readable directory: truncated or damaged
     if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
         return "pickle"
     if p.suffix.lower() == ".onnx" or head[:2] == b"\x08\x07" or head[:1] == b"\x08":

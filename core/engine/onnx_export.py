@@ -44,6 +44,31 @@ FLOAT, FLOAT_TYPES = onnx.TensorProto.FLOAT, {onnx.TensorProto.FLOAT, onnx.Tenso
 FLOAT_COMPUTE = {"Conv", "Gemm", "MatMul", "Add", "Mul", "ConvTranspose"}
 
 
+def _dynamic_translations() -> dict:
+    """ONNX for the dynamic-quantization ops torch's exporter cannot translate (choose_qparams)."""
+    from onnxscript import opset18 as op
+
+    qd = torch.ops.quantized_decomposed
+    f32, f64, u8, i64 = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.UINT8, onnx.TensorProto.INT64)
+
+    def choose_qparams(input, quant_min, quant_max, eps, dtype):
+        _, scale, zero_point = op.DynamicQuantizeLinear(input)
+        axis0 = op.Constant(value_ints=[0])  # torch declares both as shape (1,), ONNX gives scalars
+        return op.Unsqueeze(op.Cast(scale, to=f64), axis0), op.Unsqueeze(op.Cast(zero_point, to=i64), axis0)
+
+    def quantize(input, scale, zero_point, quant_min, quant_max, dtype):
+        return op.QuantizeLinear(input, op.Squeeze(op.Cast(scale, to=f32)), op.Squeeze(op.Cast(zero_point, to=u8)))
+
+    def dequantize(input, scale, zero_point, quant_min, quant_max, dtype, out_dtype=-1):
+        return op.DequantizeLinear(input, op.Squeeze(op.Cast(scale, to=f32)), op.Squeeze(op.Cast(zero_point, to=u8)))
+
+    return {
+        qd.choose_qparams.tensor: choose_qparams,
+        qd.quantize_per_tensor.tensor: quantize,
+        qd.dequantize_per_tensor.tensor: dequantize,
+    }
+
+
 def export_onnx(module: torch.nn.Module, example_inputs: tuple, path: Path, dynamic_batch: bool, input_names) -> None:
     """torch.onnx dynamo export with a symbolic batch; prints of the exporter are kept off the console."""
     from core.engine.capture import batch_dynamic_shapes
@@ -61,13 +86,52 @@ def export_onnx(module: torch.nn.Module, example_inputs: tuple, path: Path, dyna
                 input_names=list(input_names),
                 verbose=False,
                 optimize=True,
+                custom_translation_table=_dynamic_translations(),
             )
         model = program.model_proto
     except Exception as e:
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise UserError(f"ONNX export failed: {first}") from e
+    reduce_mean_to_global_pool(model)
     model.producer_name = "qdq-studio"
     onnx.save_model(model, str(path))
+
+
+def _constant_ints(model: onnx.ModelProto, name: str) -> list[int] | None:
+    for init in model.graph.initializer:
+        if init.name == name:
+            return [int(v) for v in onnx.numpy_helper.to_array(init).reshape(-1)]
+    for n in model.graph.node:
+        if n.op_type == "Constant" and name in n.output:
+            for a in n.attribute:
+                if a.name == "value":
+                    return [int(v) for v in onnx.numpy_helper.to_array(a.t).reshape(-1)]
+                if a.name == "value_ints":
+                    return list(a.ints)
+    return None
+
+
+def reduce_mean_to_global_pool(model: onnx.ModelProto) -> int:
+    """ReduceMean over every spatial axis with keepdims -> GlobalAveragePool (an int8 kernel in ORT)."""
+    ranks = {}
+    for v in (*model.graph.value_info, *model.graph.input):
+        if v.type.tensor_type.HasField("shape"):
+            ranks[v.name] = len(v.type.tensor_type.shape.dim)
+    count = 0
+    for i, n in enumerate(model.graph.node):
+        if n.op_type != "ReduceMean" or len(n.input) < 2:
+            continue
+        keep = next((a.i for a in n.attribute if a.name == "keepdims"), 1)
+        rank = ranks.get(n.input[0])
+        axes = _constant_ints(model, n.input[1])
+        if not keep or rank is None or rank < 3 or axes is None:
+            continue
+        if sorted(a % rank for a in axes) != list(range(2, rank)):
+            continue
+        pool = onnx.helper.make_node("GlobalAveragePool", [n.input[0]], list(n.output), name=n.name)
+        model.graph.node[i].CopyFrom(pool)
+        count += 1
+    return count
 
 
 def check(path: Path) -> str:

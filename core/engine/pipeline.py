@@ -17,7 +17,7 @@ import torch
 from torchao.quantization.pt2e import move_exported_model_to_eval
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
 
-from core.engine import analysis, calibration, graph_extract, onnx_export, qat, report_html
+from core.engine import analysis, calibration, graph_extract, graph_passes, onnx_export, qat, report_html
 from core.engine.capture import batch_dynamic_shapes, capture
 from core.engine.devices import resolve_device
 from core.engine.loading import load_model
@@ -103,6 +103,9 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
         qat=opts.qat_epochs > 0,
     )
     graph = copy.deepcopy(cap.graph_module)
+    standalone_bn = graph_passes.prepare_graph(graph)
+    if standalone_bn:
+        p.log(f"{standalone_bn} batch-norm(s) that follow no conv became depthwise 1x1 convs (exact)")
     quantizer = build_quantizer(qopts, graph)
     prepare = prepare_qat_pt2e if opts.qat_epochs else prepare_pt2e
     try:

@@ -79,7 +79,7 @@ def make_layers(blocks: int, bad: str | None = None, seed: int = 0) -> list[dict
     names = [("conv1", "conv2d", 16)]
     for b in range(blocks):
         stage = f"layer{b // 2 + 1}.{b % 2}"
-        width = 16 * 2 ** (b // 2)
+        width = 16 * 2 ** min(b // 2, 3)
         names += [(f"{stage}.conv1", "conv2d", width), (f"{stage}.conv2", "conv2d", width), (f"add_{b}", "add", None)]
     names.append(("fc", "linear", 10))
     return [_layer(n, op, ch, rng, n == bad) for n, op, ch in names]
@@ -99,7 +99,8 @@ def build_graph(layers: list[dict], quantized: bool, kept_float=()) -> GraphDoc:
         stage = f"layer{i // 2 + 1}.{i % 2}"
         c1, c2 = by_name[f"{stage}.conv1"], by_name[f"{stage}.conv2"]
         ch = c1["weight_scale"]["channels"]
-        shape = ["batch", ch, 32 >> (i // 2), 32 >> (i // 2)]
+        side = 32 >> min(i // 2, 3)
+        shape = ["batch", ch, side, side]
         h = b.layer_node(c1, [x], shape)
         h = b.add(f"{c1['node']}_relu", "relu", "compute", [h], shape=shape)
         h = b.qdq(h, c1)
@@ -116,7 +117,7 @@ def build_graph(layers: list[dict], quantized: bool, kept_float=()) -> GraphDoc:
 
 def synthetic_graph(approx_nodes: int, seed: int = 0) -> GraphDoc:
     """A quantized ResNet-shaped graph of about `approx_nodes` nodes (for layout benchmarks)."""
-    blocks = max(1, round((approx_nodes - 12) / 22))
+    blocks = max(1, round((approx_nodes - 14) / 15))
     return build_graph(make_layers(blocks, seed=seed), quantized=True)
 
 

@@ -73,13 +73,14 @@ def _fill(store, count: int) -> None:
         conn.execute(insert(Run), rows)
 
 
-def _median_ms(fn, repeats: int) -> float:
+def _timings_ms(fn, repeats: int) -> tuple[float, float]:
+    """(median, best): the best shows the cost when a shared machine is busy with other work."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 def main() -> dict[str, float]:
@@ -93,25 +94,20 @@ def main() -> dict[str, float]:
             )
             store.finish_run(run_id, "succeeded", metrics=METRICS, layers=LAYERS)
 
-        results = {
-            "list_runs_10k_ms": _median_ms(store.list_runs, LIST_REPEATS),
-            "list_runs_limit100_ms": _median_ms(lambda: store.list_runs(limit=100), LIST_REPEATS),
-            "record_run_ms": _median_ms(record_run, WRITES),
-            "get_run_ms": _median_ms(lambda: store.get_run(RUNS + 1), WRITES),
+        timings = {
+            f"list_runs() over {RUNS:,} runs": _timings_ms(store.list_runs, LIST_REPEATS),
+            "list_runs(limit=100)": _timings_ms(lambda: store.list_runs(limit=100), LIST_REPEATS),
+            "create_run + finish_run, 20 layers": _timings_ms(record_run, WRITES),
+            "get_run, 20 layers": _timings_ms(lambda: store.get_run(RUNS + 1), WRITES),
         }
 
-    rows = [
-        (f"list_runs() over {RUNS:,} runs", results["list_runs_10k_ms"], f"< {LIST_TARGET_MS:.0f} ms"),
-        ("list_runs(limit=100)", results["list_runs_limit100_ms"], ""),
-        ("create_run + finish_run, 20 layers", results["record_run_ms"], ""),
-        ("get_run, 20 layers", results["get_run_ms"], ""),
-    ]
-    print(f"{'history store':<38} {'median':>10}  target")
-    for name, ms, target in rows:
-        print(f"{name:<38} {ms:>7.2f} ms  {target}")
-    verdict = "ok" if results["list_runs_10k_ms"] < LIST_TARGET_MS else "SLOWER THAN TARGET"
-    print(f"list target: {verdict}")
-    return results
+    print(f"{'history store':<38} {'median':>10} {'best':>10}  target")
+    for i, (name, (median, best)) in enumerate(timings.items()):
+        target = f"< {LIST_TARGET_MS:.0f} ms" if i == 0 else ""
+        print(f"{name:<38} {median:>7.2f} ms {best:>7.2f} ms  {target}")
+    list_median, _ = next(iter(timings.values()))
+    print(f"list target: {'ok' if list_median < LIST_TARGET_MS else 'SLOWER THAN TARGET'}")
+    return {name: median for name, (median, _) in timings.items()}
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 The store passes its own connection (already inside a BEGIN IMMEDIATE transaction) through
 config.attributes. From the command line, for writing new revisions, pass the file with -x db=PATH:
-    alembic -c core/store/migrations/alembic.ini -x db=/tmp/dev.sqlite revision --autogenerate -m "..."
+    alembic -c core/store/migrations/alembic.ini -x db=dev.sqlite revision --autogenerate -m "..."
 """
 
 from __future__ import annotations

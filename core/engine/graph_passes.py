@@ -1,0 +1,122 @@
+"""Graph rewrites before annotation.
+
+Conv-BN pairs are folded up front (also for QAT, where BN statistics stay frozen anyway). A BatchNorm
+that follows no conv (after a ReLU, say) becomes an exact depthwise 1x1 convolution: runtimes fuse that
+into an integer kernel, while a lone BatchNormalization stays float between Q and DQ. With no
+batch-norm left, convert_pt2e also skips its slow conv-BN pattern search.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch.fx import GraphModule, Node
+from torchao.quantization.pt2e.utils import _fuse_conv_bn_
+
+aten = torch.ops.aten
+BN_OPS = {aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default}
+GLOBAL_POOLS = {aten.adaptive_avg_pool1d.default, aten.adaptive_avg_pool2d.default, aten.adaptive_avg_pool3d.default}
+CONV_BY_RANK = {3: aten.conv1d.default, 4: aten.conv2d.default, 5: aten.conv3d.default}
+
+
+def _const(gm: GraphModule, node) -> torch.Tensor | None:
+    if not isinstance(node, Node) or node.op != "get_attr":
+        return None
+    obj = gm
+    for part in node.target.split("."):
+        obj = getattr(obj, part)
+    return obj.detach()
+
+
+def _bn_args(gm: GraphModule, node: Node):
+    """(weight, bias, mean, var, eps) as tensors, or None when they are not constants."""
+    x, w, b, mean, var = node.args[:5]
+    eps = node.args[-1] if node.target == aten._native_batch_norm_legit_no_training.default else node.args[7]
+    if node.target == aten.batch_norm.default and node.args[5]:
+        return None  # training-mode batch norm uses batch statistics
+    mean, var = _const(gm, mean), _const(gm, var)
+    if mean is None or var is None:
+        return None
+    c = mean.numel()
+    w = _const(gm, w) if w is not None else torch.ones(c)
+    b = _const(gm, b) if b is not None else torch.zeros(c)
+    if w is None or b is None:
+        return None
+    return w.float(), b.float(), mean.float(), var.float(), float(eps)
+
+
+def bn_to_depthwise_conv(gm: GraphModule) -> int:
+    """Replace every remaining inference batch-norm by a depthwise 1x1 conv; returns how many."""
+    count = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in BN_OPS:
+            continue
+        x = node.args[0]
+        val = x.meta.get("val") if isinstance(x, Node) else None
+        if not isinstance(val, torch.Tensor) or val.dim() not in CONV_BY_RANK:
+            continue
+        params = _bn_args(gm, node)
+        if params is None:
+            continue
+        w, b, mean, var, eps = params
+        scale = w / torch.sqrt(var + eps)
+        c = scale.numel()
+        weight = scale.reshape(c, 1, *([1] * (val.dim() - 2))).to(val.dtype)
+        bias = (b - mean * scale).to(val.dtype)
+        wname, bname = f"_bn_dw_weight_{count}", f"_bn_dw_bias_{count}"
+        gm.register_buffer(wname, weight)
+        gm.register_buffer(bname, bias)
+        with gm.graph.inserting_before(node):
+            wn, bn = gm.graph.get_attr(wname), gm.graph.get_attr(bname)
+            wn.meta["val"], bn.meta["val"] = weight, bias
+            nd = val.dim() - 2
+            conv = gm.graph.call_function(
+                CONV_BY_RANK[val.dim()], (x, wn, bn, [1] * nd, [0] * nd, [1] * nd, c)
+            )
+            conv.meta = {k: v for k, v in node.meta.items() if k != "val"}
+            conv.meta["val"] = val
+        out = node
+        if node.target == aten._native_batch_norm_legit_no_training.default:
+            getitems = [u for u in node.users if u.target is operator.getitem and u.args[1] == 0]
+            for g in getitems:
+                g.replace_all_uses_with(conv)
+        else:
+            out.replace_all_uses_with(conv)
+        count += 1
+    if count:
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+    return count
+
+
+def global_pool_as_mean(gm: GraphModule) -> int:
+    """adaptive_avg_pool to size 1 -> mean over the spatial axes (keepdim).
+
+    The ONNX exporter lowers adaptive pooling to ReduceMean plus a strided gather; a plain mean exports
+    as one ReduceMean that `onnx_export` turns into GlobalAveragePool, which ONNX Runtime runs in int8.
+    """
+    count = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in GLOBAL_POOLS:
+            continue
+        size = list(node.args[1]) if len(node.args) > 1 else []
+        if not size or any(s != 1 for s in size):
+            continue
+        dims = [-(i + 1) for i in range(len(size))][::-1]
+        with gm.graph.inserting_before(node):
+            mean = gm.graph.call_function(aten.mean.dim, (node.args[0], dims, True))
+        mean.meta = dict(node.meta)
+        node.replace_all_uses_with(mean)
+        gm.graph.erase_node(node)
+        count += 1
+    if count:
+        gm.recompile()
+    return count
+
+
+def prepare_graph(gm: GraphModule) -> int:
+    """All rewrites, in place; returns how many lone batch-norms became convs."""
+    _fuse_conv_bn_(gm)
+    global_pool_as_mean(gm)
+    return bn_to_depthwise_conv(gm)
