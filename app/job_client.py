@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from app import root_dir
+from app import keep_bools_alive, root_dir
 from core.jobs.spec import Event, JobSpec
 
 CANCEL_GRACE_MS = 3000
@@ -33,7 +33,7 @@ STARTING, READY, BUSY, CRASHED, FAILED, STOPPED = "starting", "ready", "busy", "
 class JobClient(QObject):
     """Runs JobSpecs in the worker process and turns its events into signals (job id first)."""
 
-    stateChanged = Signal(str, str)  # state, a human sentence
+    stateChanged = Signal(str, str)  # state, a few words for the status bar
     jobStarted = Signal(str, str)  # job id, kind
     stage = Signal(str, object)
     progress = Signal(str, object)
@@ -61,7 +61,7 @@ class JobClient(QObject):
         self._buffer = b""
         self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self._state = STOPPED
-        self.state_sentence = "The worker is not started yet."
+        self.state_sentence = "not started"
         self._grace = QTimer(self, singleShot=True, interval=CANCEL_GRACE_MS, timeout=self._terminate)
         self._kill = QTimer(self, singleShot=True, interval=KILL_GRACE_MS, timeout=self._kill_now)
 
@@ -71,14 +71,10 @@ class JobClient(QObject):
     def state(self) -> str:
         return self._state
 
-    @property
-    def current(self) -> JobSpec | None:
-        return self._current
-
     def pid(self) -> int | None:
         return (int(self._proc.processId()) or None) if self._proc else None
 
-    def start(self, sentence: str = "Starting the worker (loading PyTorch)…") -> None:
+    def start(self, sentence: str = "starting (loading PyTorch)…") -> None:
         """Start a worker unless one is running; it says `ready` once torch is imported."""
         if self._proc is not None or self._shutting_down:
             return
@@ -112,11 +108,6 @@ class JobClient(QObject):
         self._pump()
         return spec.id
 
-    def is_queued_or_running(self, job_id: str) -> bool:
-        return (self._current is not None and self._current.id == job_id) or any(
-            s.id == job_id for s in self._queue
-        )
-
     def cancel(self, job_id: str | None = None) -> None:
         """Cancel a job (the running one by default): cooperative first, then terminate, then kill."""
         queued = next((s for s in self._queue if s.id == job_id), None)
@@ -146,7 +137,7 @@ class JobClient(QObject):
             proc.waitForFinished(200)
         self._proc = None
         self._retired.clear()
-        self._set_state(STOPPED, "The worker is stopped.")
+        self._set_state(STOPPED, "stopped")
 
     # -- process plumbing ---------------------------------------------------------------------------
 
@@ -178,6 +169,7 @@ class JobClient(QObject):
             self._stderr_tail.extend(line for line in text.splitlines() if line.strip())
 
     def _handle_line(self, line: str) -> None:
+        keep_bools_alive()
         if not line:
             return
         try:
@@ -187,7 +179,7 @@ class JobClient(QObject):
             return
         if event.type == "ready":
             self._ready, self._start_failures = True, 0
-            self._set_state(READY, "The worker is ready.")
+            self._set_state(READY, "ready")
             self._pump()
             return
         spec = self._current
@@ -219,7 +211,7 @@ class JobClient(QObject):
         if self._used_gpu(spec, event):
             self._replace()
         else:
-            self._set_state(READY, "The worker is ready.")
+            self._set_state(READY, "ready")
             self._pump()
 
     def _used_gpu(self, spec: JobSpec, event: Event) -> bool:
@@ -237,7 +229,7 @@ class JobClient(QObject):
             self._retired.add(old)
             QTimer.singleShot(RETIRE_GRACE_MS, old.kill)
         self._proc, self._ready = None, False
-        self.start()
+        self.start("starting a fresh one to release GPU memory…")
 
     def _terminate(self) -> None:
         """The cooperative cancel timed out: stop the process and replace it."""
@@ -276,25 +268,24 @@ class JobClient(QObject):
         if spec is not None and self._stopping_for_cancel:
             self._finish(spec, "cancelled", {"message": "Cancelled; the worker was stopped and restarted."})
         elif spec is not None or status == QProcess.ExitStatus.CrashExit or code != 0 or not was_ready:
-            self._report_crash(spec, code, status, was_ready)
+            self._report_crash(spec, code, status)
             if not was_ready:
                 self._start_failures += 1
                 if self._start_failures >= MAX_START_FAILURES:
                     self._give_up()
                     return
-        self.start("Restarting the worker…")
+        self.start("restarting (loading PyTorch)…")
 
-    def _report_crash(self, spec: JobSpec | None, code: int, status, was_ready: bool) -> None:
+    def _report_crash(self, spec: JobSpec | None, code: int, status: QProcess.ExitStatus) -> None:
         how = "crashed" if status == QProcess.ExitStatus.CrashExit else f"exited with code {code}"
-        message = (
-            f"The worker process {how} while running this job. The window is fine; a new worker is "
-            "being started. Out of memory is the usual cause: try fewer samples or a smaller batch size."
-            if spec is not None
-            else f"The worker process {how}; starting a new one."
-        )
-        self._set_state(CRASHED, f"The worker {how}; restarting…" if was_ready else f"The worker {how}.")
-        details = "\n".join(self._stderr_tail) or "The worker wrote nothing to stderr."
+        self._set_state(CRASHED, f"{how}; restarting…")
         if spec is not None:
+            message = (
+                f"The worker process {how} while running this job. The window is fine and a new worker "
+                "is starting. Running out of memory is the usual cause: try fewer samples or a smaller "
+                "batch size."
+            )
+            details = "\n".join(self._stderr_tail) or "The worker wrote nothing to stderr."
             self._finish(
                 spec, "error", {"message": message, "details": details, "user_error": False, "crash": True}
             )
@@ -302,7 +293,7 @@ class JobClient(QObject):
 
     def _give_up(self) -> None:
         last = self._stderr_tail[-1] if self._stderr_tail else "no output"
-        self._set_state(FAILED, f"The worker cannot start ({last}). Submitting a job tries again.")
+        self._set_state(FAILED, f"cannot start ({last}); the next job tries again")
         while self._queue:
             spec = self._queue.popleft()
             self._finish(
@@ -317,13 +308,13 @@ class JobClient(QObject):
 
 
 def _busy_sentence(kind: str) -> str:
-    return {
-        "quantize": "Quantizing…",
-        "inspect": "Reading the model…",
-        "devices": "Looking for GPUs…",
-        "preview": "Preparing calibration previews…",
-        "sensitivity": "Measuring layer sensitivity…",
-    }.get(kind, "Working…")
+    return "busy: " + {
+        "quantize": "quantizing…",
+        "inspect": "reading the model…",
+        "devices": "looking for GPUs…",
+        "preview": "preparing calibration previews…",
+        "sensitivity": "measuring layer sensitivity…",
+    }.get(kind, "working…")
 
 
 def _worker_environment() -> QProcessEnvironment:

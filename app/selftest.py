@@ -200,11 +200,14 @@ class SelfTest:
         if not hasattr(review, "screenshot_targets"):
             raise StepFailed("the review views are not available")
         w.show_page("review")
-        settle(1.0)
+        review.show_target("graph", wait_ms=30_000)
+        settle(0.5)
         self.result["graph_nodes"] = int(review.graph_node_count())
         self.result["layer_rows"] = int(review.layer_row_count())
         self._shot(w, "review")
         for name, widget in review.screenshot_targets().items():
+            review.show_target(name)
+            settle(0.3)
             self._shot_widget(widget, f"review-{name}")
         if not self.result["graph_nodes"] or not self.result["layer_rows"]:
             raise StepFailed("the review page shows no graph nodes or no layers")

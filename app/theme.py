@@ -48,14 +48,14 @@ def tone(name: str) -> QColor:
 def _dark_palette() -> QPalette:
     p = QPalette()
     colors = {
-        QPalette.ColorRole.Window: "#1f2328",
+        QPalette.ColorRole.Window: "#1c2128",
         QPalette.ColorRole.WindowText: "#e6edf3",
-        QPalette.ColorRole.Base: "#0d1117",
-        QPalette.ColorRole.AlternateBase: "#161b22",
+        QPalette.ColorRole.Base: "#22272e",
+        QPalette.ColorRole.AlternateBase: "#2d333b",
         QPalette.ColorRole.ToolTipBase: "#161b22",
         QPalette.ColorRole.ToolTipText: "#e6edf3",
         QPalette.ColorRole.Text: "#e6edf3",
-        QPalette.ColorRole.Button: "#262c36",
+        QPalette.ColorRole.Button: "#2d333b",
         QPalette.ColorRole.ButtonText: "#e6edf3",
         QPalette.ColorRole.Highlight: "#2f81f7",
         QPalette.ColorRole.HighlightedText: "#ffffff",

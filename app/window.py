@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QSize, QTimer, Signal
@@ -34,6 +35,7 @@ from app.pages.preset import PresetPage
 from app.pages.run import RunPage
 from app.settings import Settings
 from app.theme import tone
+from app.widgets import fmt
 from app.widgets.page import Page, muted
 from core.errors import UserError
 from core.jobs.spec import JobSpec, QuantizeOptions
@@ -80,6 +82,7 @@ class MainWindow(QMainWindow):
         self._store = None
         self.first_paint_at: float | None = None  # perf_counter() of the first paint
         self._compare_with = ""  # previous run dir when a keep-float re-run is under way
+        self._sensitivity_job = ""
         self.setWindowTitle("QDQ Studio")
         self.setWindowIcon(QIcon(str(resource_path("icons", "app.svg"))))
         self.setAcceptDrops(True)
@@ -120,7 +123,8 @@ class MainWindow(QMainWindow):
         self._on_worker_state(client.state, client.state_sentence)
         geometry = settings.geometry()
         if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(1280, 820)
+            screen = self.screen().availableGeometry()
+            self.resize(min(1280, int(screen.width() * 0.9)), min(820, int(screen.height() * 0.9)))
 
     # -- construction -------------------------------------------------------------------------------
 
@@ -158,10 +162,11 @@ class MainWindow(QMainWindow):
         c, run = self.client, self.pages["run"]
         c.stateChanged.connect(self._on_worker_state)
         c.crashed.connect(self._on_crash)
-        c.stage.connect(lambda job, data: job == run.job_id and run.on_stage(data))
-        c.progress.connect(lambda job, data: job == run.job_id and run.on_progress(data))
-        c.log.connect(lambda job, msg: job == run.job_id and run.on_log(msg))
-        c.warning.connect(lambda job, msg: job == run.job_id and run.on_warning(msg))
+        c.stage.connect(self._for_run(run.on_stage))
+        c.progress.connect(self._for_run(run.on_progress))
+        c.log.connect(self._for_run(run.on_log))
+        c.warning.connect(self._for_run(run.on_warning))
+        c.progress.connect(self._on_sensitivity_progress)
         model: ModelPage = self.pages["model"]
         model.modelChanged.connect(self._on_model_changed)
         model.inspected.connect(lambda _info: self._update_plan())
@@ -169,7 +174,19 @@ class MainWindow(QMainWindow):
         for page in self.pages.values():
             if isinstance(page, Page):
                 page.nextRequested.connect(self.show_page)
-        self.pages["history"].openRun.connect(lambda r: self.open_run(r["out_dir"]))
+        self.pages["history"].openRun.connect(self._open_history_run)
+
+    def _for_run(self, handler: Callable) -> Callable[[str, object], None]:
+        """Forward a worker event to the Run page when it belongs to the run on show."""
+
+        def forward(job_id: str, payload) -> None:
+            if job_id == self.pages["run"].job_id:
+                handler(payload)
+
+        return forward
+
+    def _open_history_run(self, run: dict) -> None:
+        self.open_run(run["out_dir"])
 
     # -- start-up -----------------------------------------------------------------------------------
 
@@ -195,6 +212,7 @@ class MainWindow(QMainWindow):
             return
         review = ReviewPage()
         review.keepFloatRequested.connect(self.rerun_keeping_float)
+        review.sensitivityRequested.connect(self.rank_sensitivity)
         index = self.stack.indexOf(pending)
         self.stack.insertWidget(index, review)
         self.stack.removeWidget(pending)
@@ -368,6 +386,33 @@ class MainWindow(QMainWindow):
         self.pages["preset"].add_keep_float(list(names))
         self._compare_with = self.run_dir
         self.start_run()
+
+    def rank_sensitivity(self, target_db: float) -> None:
+        """Review asked which layers cost the most accuracy: a sensitivity job on the run's own options."""
+        options = dict(self.report.get("options") or {})
+        if not options:
+            return
+        review = self.pages["review"]
+        options.update(out_dir="", db=self.db_path, target_sqnr_db=float(target_db))
+        spec = JobSpec("sensitivity", options)
+        self._sensitivity_job = spec.id
+        self.client.submit(spec, supersede=True, on_done=self._on_sensitivity_done)
+        review.sensitivity.status.setText("Ranking the layers… (the status bar shows the worker)")
+
+    def _on_sensitivity_progress(self, job_id: str, data: dict) -> None:
+        if job_id == self._sensitivity_job and "review" in self.pages:
+            eta = data.get("eta_s")
+            left = f", about {fmt.duration(eta)} left" if eta is not None else ""
+            done = 100 * float(data.get("fraction") or 0)
+            self.pages["review"].sensitivity.status.setText(f"Ranking the layers: {done:.0f} %{left}")
+
+    def _on_sensitivity_done(self, outcome: str, data: dict) -> None:
+        self._sensitivity_job = ""
+        review = self.pages["review"]
+        if outcome == "result":
+            review.show_sensitivity(data)
+        else:
+            review.sensitivity.status.setText(f"The ranking stopped: {data.get('message', outcome)}")
 
     def _on_run_done(self, outcome: str, data: dict) -> None:
         run: RunPage = self.pages["run"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass
+from itertools import pairwise
 
 from core.graphdoc import GraphDoc
 
@@ -103,10 +104,11 @@ def _break_cycles(n: int, edges: list[tuple[int, int]]) -> list[tuple[int, int]]
 
 
 def _layers(n: int, edges: list[tuple[int, int]]) -> list[int]:
-    """Longest-path layering, then sources move down next to their first consumer.
+    """Longest-path layering, then nodes slide down towards their consumers where that shortens edges.
 
-    Without the second step every constant and secondary input would sit in the top row with a long
-    edge down to where it is used.
+    Without the second step every weight, with its dequantize, would sit in the top row with a long
+    edge down to where it is used. Sliding a node down lengthens its in-edges and shortens its
+    out-edges, so it pays when it has at least as many out-edges; sinks-first order lets chains follow.
     """
     succ: list[list[int]] = [[] for _ in range(n)]
     indeg = [0] * n
@@ -115,17 +117,19 @@ def _layers(n: int, edges: list[tuple[int, int]]) -> list[int]:
         indeg[v] += 1
     layer = [0] * n
     ready = [v for v in range(n) if indeg[v] == 0]
-    sources = list(ready)
+    remaining = list(indeg)
+    order = []
     while ready:
         u = ready.pop()
+        order.append(u)
         for v in succ[u]:
             layer[v] = max(layer[v], layer[u] + 1)
-            indeg[v] -= 1
-            if indeg[v] == 0:
+            remaining[v] -= 1
+            if remaining[v] == 0:
                 ready.append(v)
-    for s in sources:
-        if succ[s]:
-            layer[s] = min(layer[v] for v in succ[s]) - 1
+    for v in reversed(order):
+        if succ[v] and len(succ[v]) >= indeg[v]:
+            layer[v] = min(layer[s] for s in succ[v]) - 1
     return layer
 
 
@@ -151,7 +155,7 @@ class _ProperGraph:
             chain = [self._add_dummy(layer[u] + k) for k in range(1, span)]
             budget -= len(chain)
             path = [u, *chain, v]
-            for a, b in zip(path, path[1:]):
+            for a, b in pairwise(path):
                 self.down[a].append(b)
                 self.up[b].append(a)
             if chain:
@@ -245,13 +249,13 @@ def _x_positions(g: _ProperGraph, rows: list[list[int]], widths: list[float], ga
         shift = x / 2
         for v in r:
             xs[v] -= shift
-    both = [a + b for a, b in zip(g.up, g.down)]
+    both = [a + b for a, b in zip(g.up, g.down, strict=True)]
     for neigh in (g.up, g.down, g.up, g.down, both, both):
         for r in rows:
             desired = [sum(xs[u] for u in neigh[v]) / len(neigh[v]) if neigh[v] else xs[v] for v in r]
             weights = [4.0 if g.is_dummy(v) else 1.0 for v in r]
-            seps = [(widths[a] + widths[b]) / 2 + gap for a, b in zip(r, r[1:])]
-            for v, x in zip(r, _spread(desired, weights, seps)):
+            seps = [(widths[a] + widths[b]) / 2 + gap for a, b in pairwise(r)]
+            for v, x in zip(r, _spread(desired, weights, seps), strict=True):
                 xs[v] = x
     return xs
 
@@ -266,7 +270,7 @@ def _spread(desired: list[float], weights: list[float], seps: list[float]) -> li
     for s in seps:
         offsets.append(offsets[-1] + s)
     blocks: list[list[float]] = []  # [weight, weighted sum, count]
-    for d, w, c in zip(desired, weights, offsets):
+    for d, w, c in zip(desired, weights, offsets, strict=True):
         blocks.append([w, w * (d - c), 1])
         while len(blocks) > 1 and blocks[-2][1] / blocks[-2][0] >= blocks[-1][1] / blocks[-1][0]:
             w2, s2, n2 = blocks.pop()
@@ -276,4 +280,4 @@ def _spread(desired: list[float], weights: list[float], seps: list[float]) -> li
     out = []
     for w, s, count in blocks:
         out.extend([s / w] * int(count))
-    return [y + c for y, c in zip(out, offsets)]
+    return [y + c for y, c in zip(out, offsets, strict=True)]

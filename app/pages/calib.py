@@ -24,7 +24,7 @@ from app.job_client import JobClient
 from app.settings import Settings
 from app.widgets import fmt
 from app.widgets.banner import Banner
-from app.widgets.page import Page, muted, section
+from app.widgets.page import Page, muted, noted, section
 from app.widgets.path_picker import PathPicker
 from core.jobs.spec import JobSpec
 
@@ -69,7 +69,7 @@ class CalibPage(Page):
             "calib",
             modes=("folder", "file"),
             filters="Arrays (*.npy *.npz);;All files (*)",
-            placeholder="A folder of images, a .npy file (N × input shape) or a .npz (one array per input)",
+            hint="A folder of images, a .npy file (N × input shape) or a .npz (one array per input)",
         )
         self.warning = Banner("warn")
         self.warning.label.setText(SYNTHETIC_WARNING)
@@ -106,23 +106,21 @@ class CalibPage(Page):
         norm_row = QHBoxLayout()
         norm_row.addWidget(self.normalize)
         norm_row.addWidget(self.custom_norm, 1)
-        self.labels = PathPicker(settings, "labels", modes=("folder",), placeholder="Optional")
+        self.labels = PathPicker(
+            settings, "labels", modes=("folder",), hint="No labels: skip the accuracy check"
+        )
         self.device = QComboBox()
         self.device.addItem("Automatic (a GPU if there is one)", "auto")
         self.device_note = muted("Looking for GPUs…")
         form.addRow("Samples to use", self.samples)
         form.addRow("Batch size", self.batch_size)
         form.addRow("Normalisation (images)", norm_row)
-        form.addRow("Labelled images", self.labels)
-        form.addRow(
-            "",
-            muted(
-                "A folder with one sub-folder per class (0_cat, 1_dog…, in output order). With it the "
-                "report compares float and int8 accuracy."
-            ),
+        labels_note = muted(
+            "Optional: a folder with one sub-folder per class (0_cat, 1_dog…, in output order). With it "
+            "the report compares float and int8 accuracy."
         )
-        form.addRow("Run on", self.device)
-        form.addRow("", self.device_note)
+        form.addRow("Labelled images", noted(self.labels, labels_note, wide=True))
+        form.addRow("Run on", noted(self.device, self.device_note))
         self.body.addLayout(form)
         self.body.addStretch(1)
         self._on_source_kind()
@@ -158,6 +156,7 @@ class CalibPage(Page):
     def _request_preview(self) -> None:
         self.preview = None
         self.thumbs.clear()
+        self.thumbs.hide()
         if not self.from_disk.isChecked():
             self.preview_note.setText("Synthetic data: random inputs of the model's input shape.")
             return
@@ -198,6 +197,7 @@ class CalibPage(Page):
             item = QListWidgetItem(QIcon(QPixmap(png)), str(i + 1))
             item.setToolTip(Path(png).name)
             self.thumbs.addItem(item)
+        self.thumbs.setVisible(self.thumbs.count() > 0)
 
     def _on_devices(self, outcome: str, data: dict) -> None:
         if outcome != "result":

@@ -57,7 +57,7 @@ class ExportPage(Page):
         group = QButtonGroup(self)
         for button in (self.onnx, self.pt2):
             group.addButton(button)
-            button.toggled.connect(lambda on: on and self._suggest_destination())
+            button.toggled.connect(self._on_format_toggled)
             self.body.addWidget(button)
 
         self.body.addWidget(section("Destination"))
@@ -134,6 +134,10 @@ class ExportPage(Page):
 
     def _artifact(self, key: str, default: str) -> str:
         return (self.report.get("artifacts") or {}).get(key) or default
+
+    def _on_format_toggled(self, on: bool) -> None:
+        if on:
+            self._suggest_destination()
 
     def _format(self) -> str:
         return "pt2" if self.pt2.isChecked() else "onnx"

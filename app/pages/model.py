@@ -80,7 +80,7 @@ class ModelPage(Page):
         drop_layout.addWidget(drop_hint)
         self.recent = QListWidget()
         self.recent.setMaximumHeight(160)
-        self.recent.itemActivated.connect(lambda item: self.open_model(item.data(Qt.ItemDataRole.UserRole)))
+        self.recent.itemActivated.connect(self._open_recent)
         col.addWidget(self.demo_button)
         col.addWidget(self.open_button)
         col.addWidget(drop)
@@ -141,6 +141,10 @@ class ModelPage(Page):
         if path:
             self._settings.set_last_folder("model", path)
             self.open_model(path)
+
+    def _open_recent(self, item: QListWidgetItem) -> None:
+        if item.data(Qt.ItemDataRole.UserRole):
+            self.open_model(item.data(Qt.ItemDataRole.UserRole))
 
     def open_demo(self) -> None:
         self.open_model(str(demo_model_path()))

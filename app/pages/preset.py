@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 
 from app.widgets.collapsible import Collapsible
 from app.widgets.keep_float import KeepFloatEditor
-from app.widgets.page import Page, muted
+from app.widgets.page import Page, muted, noted
 from core.presets import DEFAULT_PRESET, OBSERVERS, PRESETS, PresetInfo, get_preset
 
 OBSERVER_WORDS = {
@@ -43,7 +43,7 @@ class PresetCard(QFrame):
         font = self.radio.font()
         font.setBold(True)
         self.radio.setFont(font)
-        self.radio.toggled.connect(lambda on: on and self.chosen.emit(info.id))
+        self.radio.toggled.connect(self._on_toggled)
         layout.addWidget(self.radio)
         layout.addWidget(_wrapped(info.summary))
         for heading, text in (
@@ -53,6 +53,10 @@ class PresetCard(QFrame):
         ):
             layout.addWidget(_wrapped(f"<b>{heading}:</b> {text}"))
         layout.addStretch(1)
+
+    def _on_toggled(self, on: bool) -> None:
+        if on:
+            self.chosen.emit(self.info.id)
 
     def set_selected(self, on: bool) -> None:
         self.radio.setChecked(on)
@@ -108,8 +112,7 @@ class PresetPage(Page):
         self.keep_float = KeepFloatEditor()
         form.addRow("How ranges are measured", self.observer)
         form.addRow("Weights", self.per_channel)
-        form.addRow("Fine-tune epochs (QAT)", self.qat_epochs)
-        form.addRow("", self.qat_note)
+        form.addRow("Fine-tune epochs (QAT)", noted(self.qat_epochs, self.qat_note))
         form.addRow("Converted graph", self.reference)
         form.addRow("Keep in float", self.keep_float)
         return box

@@ -60,7 +60,7 @@ class RunPage(Page):
         self.plan = QLabel(wordWrap=True)
         self.plan.setTextFormat(Qt.TextFormat.RichText)
         self.problem = Banner("warn", action="Go there")
-        self.problem.actionClicked.connect(lambda: self.openPageRequested.emit(self._problem_page))
+        self.problem.actionClicked.connect(self._go_to_problem)
         self._problem_page = "model"
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start quantization", objectName="primary")
@@ -78,7 +78,10 @@ class RunPage(Page):
 
         self.failure = Banner("bad", action="Details…")
         self.failure.actionClicked.connect(self._show_details)
+        self.done = Banner("ok", action="Review the results")
+        self.done.actionClicked.connect(self._go_to_review)
         self.body.addWidget(self.failure)
+        self.body.addWidget(self.done)
 
         row = QHBoxLayout()
         left = QVBoxLayout()
@@ -107,6 +110,12 @@ class RunPage(Page):
         self._reset_stages(list(STAGE_WORDS))
         self.set_running(False)
 
+    def _go_to_review(self) -> None:
+        self.openPageRequested.emit("review")
+
+    def _go_to_problem(self) -> None:
+        self.openPageRequested.emit(self._problem_page)
+
     @property
     def running(self) -> bool:
         return bool(self.job_id)
@@ -132,6 +141,7 @@ class RunPage(Page):
         self.set_running(True, job_id)
         self._started = time.monotonic()
         self.failure.hide()
+        self.done.hide()
         self.log.clear()
         self.bar.setValue(0)
         self.status.setText("Waiting for the worker…")
@@ -174,7 +184,8 @@ class RunPage(Page):
             _mark(self.stages.item(i), "done")
         self.bar.setValue(1000)
         elapsed = fmt.duration(time.monotonic() - self._started)
-        self.status.setText(f"Finished in {elapsed}. The results are on the Review page.")
+        self.status.setText(f"Finished in {elapsed}.")
+        self.done.show_message(_summary((data.get("report") or {}).get("metrics") or {}, elapsed))
         self.log.appendPlainText(f"Finished: {data.get('out_dir', '')}")
         self.set_running(False)
 
@@ -210,6 +221,22 @@ class RunPage(Page):
 
     def _show_details(self) -> None:
         DetailsDialog(self._error.get("message", ""), self._error.get("details", ""), self).exec()
+
+
+def _summary(metrics: dict, elapsed: str) -> str:
+    """One line a person can act on: how close to float, how much smaller, how much faster."""
+    parts = [f"Done in {elapsed}."]
+    if metrics.get("output_sqnr_db") is not None:
+        parts.append(f"Output error vs float: {fmt.decibels(metrics['output_sqnr_db'])} SQNR.")
+    if metrics.get("accuracy_float") is not None and metrics.get("accuracy_int8") is not None:
+        parts.append(
+            f"Accuracy {fmt.percent(metrics['accuracy_float'])} → {fmt.percent(metrics['accuracy_int8'])}."
+        )
+    if metrics.get("size_float_bytes") and metrics.get("size_int8_bytes"):
+        parts.append(f"{metrics['size_float_bytes'] / metrics['size_int8_bytes']:.1f}× smaller.")
+    if metrics.get("speedup"):
+        parts.append(f"{metrics['speedup']:.2f}× the float speed in ONNX Runtime.")
+    return " ".join(parts)
 
 
 def _mark(item: QListWidgetItem, state: str) -> None:

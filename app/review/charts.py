@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QFont, QPalette
-from PySide6.QtWidgets import QLabel, QStackedWidget, QWidget
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPalette
+from PySide6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from app.review.style import ACCENT
 
@@ -19,7 +19,11 @@ TICK_PT, LABEL_PT, TITLE_PT = 9, 10, 10.5
 
 def _colors(widget: QWidget) -> tuple[QColor, QColor, QColor]:
     pal = widget.palette()
-    return pal.color(QPalette.ColorRole.Base), pal.color(QPalette.ColorRole.Text), pal.color(QPalette.ColorRole.Mid)
+    return (
+        pal.color(QPalette.ColorRole.Base),
+        pal.color(QPalette.ColorRole.Text),
+        pal.color(QPalette.ColorRole.Mid),
+    )
 
 
 def style_plot(plot: pg.PlotItem, owner: QWidget, title: str, x_label: str, y_label: str) -> None:
@@ -32,6 +36,7 @@ def style_plot(plot: pg.PlotItem, owner: QWidget, title: str, x_label: str, y_la
         axis.setStyle(tickFont=font, tickTextOffset=4)
         axis.setTextPen(fg)
         axis.setPen(mid)
+        axis.enableAutoSIPrefix(False)  # "(x0.001)" next to a label reads as a unit, not a scale
     plot.setLabel("bottom", x_label, color=fg.name(), **{"font-size": f"{LABEL_PT}pt"})
     plot.setLabel("left", y_label, color=fg.name(), **{"font-size": f"{LABEL_PT}pt"})
     set_title(plot, owner, title)
@@ -51,13 +56,26 @@ class PlotCard(QStackedWidget):
         self.message = QLabel(alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True, objectName="muted")
         self.message.setMargin(16)
         self.message.setStyleSheet("font-size: 10.5pt;")
-        self.widget = pg.PlotWidget(background=_colors(self)[0])
+        base = _colors(self)[0]
+        self.widget = pg.PlotWidget(background=base)
         self.plot: pg.PlotItem = self.widget.getPlotItem()
         self.title = title
         style_plot(self.plot, self, title, x_label, y_label)
         self.plot.hideButtons()
+        self.caption = QLabel(wordWrap=True, objectName="muted")
+        self.caption.setStyleSheet("font-size: 9pt;")
+        self.caption.setContentsMargins(10, 0, 10, 6)
+        self.page = QWidget(autoFillBackground=True)
+        palette = self.page.palette()
+        palette.setColor(QPalette.ColorRole.Window, base)
+        self.page.setPalette(palette)
+        column = QVBoxLayout(self.page)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.widget, 1)
+        column.addWidget(self.caption)
         self.addWidget(self.message)
-        self.addWidget(self.widget)
+        self.addWidget(self.page)
         self.setMinimumSize(260, 190)
 
     def show_message(self, text: str) -> None:
@@ -65,12 +83,15 @@ class PlotCard(QStackedWidget):
         self.message.setText(f"<b>{self.title}</b><br><br>{text}")
         self.setCurrentWidget(self.message)
 
-    def show_plot(self, title: str | None = None) -> None:
+    def show_plot(self, title: str | None = None, caption: str = "") -> None:
+        """Show the plot with a title and, under it, a caption that wraps (for keys and numbers)."""
         set_title(self.plot, self, title or self.title)
-        self.setCurrentWidget(self.widget)
+        self.caption.setText(caption)
+        self.caption.setVisible(bool(caption))
+        self.setCurrentWidget(self.page)
 
     def has_plot(self) -> bool:
-        return self.currentWidget() is self.widget
+        return self.currentWidget() is self.page
 
 
 class BarChart(PlotCard):
@@ -80,13 +101,14 @@ class BarChart(PlotCard):
     VISIBLE_BARS = 36
 
     def __init__(self, title: str, x_label: str, parent: QWidget | None = None):
-        super().__init__(title, x_label, "", parent)
+        super().__init__(title, x_label, "layer", parent)
         self.names: list[str] = []
         self.plot.invertY(True)
         self.plot.showGrid(x=True, y=False, alpha=0.15)
         self.plot.setMouseEnabled(x=False, y=True)
-        self.plot.getAxis("left").setStyle(autoExpandTextSpace=True)
-        self._marker = pg.BarGraphItem(x0=[], x1=[], y=[], height=0.9, pen=pg.mkPen(ACCENT, width=2.5), brush=None)
+        self._marker = pg.BarGraphItem(
+            x0=[], x1=[], y=[], height=0.9, pen=pg.mkPen(ACCENT, width=2.5), brush=None
+        )
         self.widget.scene().sigMouseClicked.connect(self._on_click)
 
     def set_bars(self, names: list[str], values: list[float], colors: list[QColor], marks=()) -> None:
@@ -96,16 +118,32 @@ class BarChart(PlotCard):
         v = np.asarray(values, dtype=float)
         y = np.arange(len(v))
         bars = pg.BarGraphItem(
-            x0=np.minimum(v, 0.0), x1=np.maximum(v, 0.0), y=y, height=0.72, brushes=colors, pens=[c.darker(125) for c in colors]
+            x0=np.minimum(v, 0.0),
+            x1=np.maximum(v, 0.0),
+            y=y,
+            height=0.72,
+            brushes=colors,
+            pens=[c.darker(125) for c in colors],
         )
         self.plot.addItem(bars)
         for x in marks:
-            self.plot.addItem(pg.InfiniteLine(pos=x, angle=90, pen=pg.mkPen(_colors(self)[1], width=1, style=Qt.PenStyle.DashLine)))
+            self.plot.addItem(
+                pg.InfiniteLine(
+                    pos=x, angle=90, pen=pg.mkPen(_colors(self)[1], width=1, style=Qt.PenStyle.DashLine)
+                )
+            )
         self.plot.addItem(self._marker)
         self._marker.setOpts(x0=[], x1=[], y=[])
-        self.plot.getAxis("left").setTicks([[(i, n) for i, n in enumerate(self.names)]])
+        left = self.plot.getAxis("left")
+        left.setTicks([[(i, n) for i, n in enumerate(self.names)]])
+        metrics = QFontMetrics(left.style["tickFont"] or QFont())
+        left.setWidth(
+            max((metrics.horizontalAdvance(n) for n in self.names), default=20) + 40
+        )  # names + label
         self._values = v
-        self.plot.setXRange(min(0.0, float(v.min(initial=0.0))), float(v.max(initial=1.0)) * 1.05 or 1.0, padding=0.02)
+        self.plot.setXRange(
+            min(0.0, float(v.min(initial=0.0))), float(v.max(initial=1.0)) * 1.05 or 1.0, padding=0.02
+        )
         self.plot.setYRange(-0.6, min(len(v), self.VISIBLE_BARS) - 0.4, padding=0)
         self.plot.setLimits(yMin=-1, yMax=max(len(v), 1))
 

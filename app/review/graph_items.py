@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from functools import cache
+from itertools import pairwise
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene, QStyleOptionGraphicsItem
 
-from app.review.quant import fmt
-from app.review.style import ACCENT, NO_HEAT, heat_color, kind_style
+from app.review.quant import fmt_db
+from app.review.style import ACCENT, NO_HEAT, heat_color, kind_style, node_kind
 from core.graph_layout import Layout
 from core.graphdoc import GraphDoc, GraphNode
 
@@ -33,7 +34,7 @@ class NodeItem(QGraphicsItem):
         super().__init__()
         self.node = node
         self.sqnr_db = sqnr_db
-        self.fill, self.border, self.text_color = kind_style(node.kind)
+        self.fill, self.border, self.text_color = kind_style(node_kind(node))
         self.heat: QColor | None = None
         self.selected = False
         self._rect = QRectF(-NODE_W / 2, -NODE_H / 2, NODE_W, NODE_H)
@@ -41,14 +42,16 @@ class NodeItem(QGraphicsItem):
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         pad = 16.0
         title_font, sub_font = _fonts()
-        self._title = QFontMetricsF(title_font).elidedText(node.label, Qt.TextElideMode.ElideMiddle, NODE_W - pad)
-        sub = node.op if sqnr_db is None else f"{node.op} · {fmt(sqnr_db, 3)} dB"
+        self._title = QFontMetricsF(title_font).elidedText(
+            node.label, Qt.TextElideMode.ElideMiddle, NODE_W - pad
+        )
+        sub = node.op if sqnr_db is None else f"{node.op} · {fmt_db(sqnr_db)} dB"
         self._sub = QFontMetricsF(sub_font).elidedText(sub, Qt.TextElideMode.ElideRight, NODE_W - pad)
-        tip = [f"<b>{node.label}</b>", f"op: {node.op}", f"kind: {node.kind.replace('_', ' ')}"]
+        tip = [f"<b>{node.label}</b>", f"op: {node.op}", f"kind: {node_kind(node).replace('_', ' ')}"]
         if node.layer:
             tip.append(f"layer: {node.layer}")
         if sqnr_db is not None:
-            tip.append(f"SQNR: {fmt(sqnr_db, 3)} dB")
+            tip.append(f"SQNR: {fmt_db(sqnr_db)} dB")
         self.setToolTip("<br>".join(tip))
 
     def boundingRect(self) -> QRectF:
@@ -58,7 +61,9 @@ class NodeItem(QGraphicsItem):
         return self.heat if self.heat is not None else self.fill
 
     def set_heat(self, on: bool) -> None:
-        self.heat = None if not on else heat_color(self.sqnr_db) if self.sqnr_db is not None else QColor(NO_HEAT)
+        self.heat = (
+            None if not on else heat_color(self.sqnr_db) if self.sqnr_db is not None else QColor(NO_HEAT)
+        )
         self.update()
 
     def set_selected(self, on: bool) -> None:
@@ -93,7 +98,7 @@ class NodeItem(QGraphicsItem):
 def edge_path(points: list[QPointF]) -> QPainterPath:
     """A smooth vertical curve through the points, ending in a small arrowhead."""
     path = QPainterPath(points[0])
-    for a, b in zip(points, points[1:]):
+    for a, b in pairwise(points):
         mid = (a.y() + b.y()) / 2
         path.cubicTo(QPointF(a.x(), mid), QPointF(b.x(), mid), b)
     tip = points[-1]

@@ -27,22 +27,18 @@ MODES = (("quantized", "Quantized"), ("float", "Float"))
 class Legend(QWidget):
     """A row of colour swatches with their meaning."""
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, title: str, items: list[tuple[QColor, QColor, str]], parent: QWidget | None = None):
         super().__init__(parent)
         self.row = QHBoxLayout(self)
         self.row.setContentsMargins(4, 2, 4, 2)
         self.row.setSpacing(6)
-
-    def set_items(self, title: str, items: list[tuple[QColor, QColor, str]]) -> None:
-        while self.row.count():
-            widget = self.row.takeAt(0).widget()
-            if widget is not None:
-                widget.deleteLater()
         self.row.addWidget(QLabel(title, objectName="muted"))
         for fill, border, text in items:
             swatch = QLabel()
             swatch.setFixedSize(14, 14)
-            swatch.setStyleSheet(f"background: {fill.name()}; border: 1px solid {border.name()}; border-radius: 3px;")
+            swatch.setStyleSheet(
+                f"background: {fill.name()}; border: 1px solid {border.name()}; border-radius: 3px;"
+            )
             self.row.addWidget(swatch)
             self.row.addWidget(QLabel(text))
             self.row.addSpacing(8)
@@ -98,8 +94,10 @@ class GraphPanel(QWidget):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.setSpacing(2)
         left_layout.addWidget(self.view, 1)
-        self.legend = Legend()
-        left_layout.addWidget(self.legend)
+        self.kinds_legend = Legend("Node kinds:", [(*kind_style(kind)[:2], text) for kind, text in LEGEND])
+        self.heat_legend = Legend("Layer SQNR:", _heat_items())
+        left_layout.addWidget(self.kinds_legend)
+        left_layout.addWidget(self.heat_legend)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
         split.addWidget(self.details)
@@ -122,11 +120,16 @@ class GraphPanel(QWidget):
         if graphs:
             self.view.set_graphs(graphs, sqnr)
         else:
-            self.view.clear("This run has no graph.json, so there is no graph to draw." if run else "")
+            self.view.clear(
+                "This run has no graph.json, so there is no graph to draw." if run else "No run is open."
+            )
         for button in self.mode_group.buttons():
             button.setEnabled(button.property("mode") in self.view.docs)
             button.setChecked(button.property("mode") == self.view.mode)
-        names = sorted({n.label for g in graphs.values() for n in g.nodes} | {n.layer for g in graphs.values() for n in g.nodes if n.layer})
+        names = sorted(
+            {n.label for g in graphs.values() for n in g.nodes}
+            | {n.layer for g in graphs.values() for n in g.nodes if n.layer}
+        )
         completer = QCompleter(names, self.search)
         completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         completer.setFilterMode(Qt.MatchFlag.MatchContains)
@@ -164,13 +167,15 @@ class GraphPanel(QWidget):
 
     def _set_heat(self, on: bool) -> None:
         self.view.set_heat(on)
-        if on:
-            steps = [HEAT_LOW_DB + (HEAT_HIGH_DB - HEAT_LOW_DB) * k / 4 for k in range(5)]
-            items = [(heat_color(db), heat_color(db).darker(140), f"{db:g} dB") for db in steps]
-            items[0] = (*items[0][:2], f"≤ {steps[0]:g} dB")
-            items[-1] = (*items[-1][:2], f"≥ {steps[-1]:g} dB")
-            items.append((QColor(NO_HEAT), QColor(NO_HEAT).darker(140), "no SQNR"))
-            self.legend.set_items("Layer SQNR:", items)
-        else:
-            items = [(*kind_style(kind)[:2], text) for kind, text in LEGEND]
-            self.legend.set_items("Node kinds:", items)
+        self.heat_legend.setVisible(on)
+        self.kinds_legend.setVisible(not on)
+
+
+def _heat_items() -> list[tuple[QColor, QColor, str]]:
+    """Five steps of the heat scale, open-ended at both ends, and the grey of layers without SQNR."""
+    steps = [HEAT_LOW_DB + (HEAT_HIGH_DB - HEAT_LOW_DB) * k / 4 for k in range(5)]
+    labels = [f"≤ {steps[0]:g} dB", *(f"{db:g} dB" for db in steps[1:-1]), f"≥ {steps[-1]:g} dB"]
+    items = [
+        (heat_color(db), heat_color(db).darker(140), text) for db, text in zip(steps, labels, strict=True)
+    ]
+    return [*items, (QColor(NO_HEAT), QColor(NO_HEAT).darker(140), "no SQNR")]

@@ -70,7 +70,11 @@ class Minimap(QWidget):
             self.hide()
             return
         width = int(min(max(self.HEIGHT * rect.width() / rect.height(), self.MIN_WIDTH), self.MAX_WIDTH))
-        height = int(min(self.HEIGHT, width * rect.height() / rect.width())) if width == self.MAX_WIDTH else self.HEIGHT
+        height = (
+            int(min(self.HEIGHT, width * rect.height() / rect.width()))
+            if width == self.MAX_WIDTH
+            else self.HEIGHT
+        )
         self.setFixedSize(width, max(height, 40))
         self.pixmap = QPixmap(self.size())
         self.pixmap.fill(self.view.backgroundBrush().color())
@@ -83,7 +87,10 @@ class Minimap(QWidget):
 
     def _to_scene(self, pos: QPointF) -> QPointF:
         rect = self.view.scene().sceneRect()
-        return QPointF(rect.left() + pos.x() / self.width() * rect.width(), rect.top() + pos.y() / self.height() * rect.height())
+        return QPointF(
+            rect.left() + pos.x() / self.width() * rect.width(),
+            rect.top() + pos.y() / self.height() * rect.height(),
+        )
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
@@ -91,7 +98,12 @@ class Minimap(QWidget):
         rect = self.view.scene().sceneRect()
         seen = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
         sx, sy = self.width() / rect.width(), self.height() / rect.height()
-        frame = QRectF((seen.left() - rect.left()) * sx, (seen.top() - rect.top()) * sy, seen.width() * sx, seen.height() * sy)
+        frame = QRectF(
+            (seen.left() - rect.left()) * sx,
+            (seen.top() - rect.top()) * sy,
+            seen.width() * sx,
+            seen.height() * sy,
+        )
         painter.setPen(QPen(QColor(ACCENT), 2))
         painter.setBrush(QColor(9, 105, 218, 40))
         painter.drawRect(frame.intersected(QRectF(self.rect()).adjusted(1, 1, -1, -1)))
@@ -118,7 +130,8 @@ class GraphView(QGraphicsView):
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
         self.setOptimizationFlags(
-            QGraphicsView.OptimizationFlag.DontSavePainterState | QGraphicsView.OptimizationFlag.DontAdjustForAntialiasing
+            QGraphicsView.OptimizationFlag.DontSavePainterState
+            | QGraphicsView.OptimizationFlag.DontAdjustForAntialiasing
         )
         self.setBackgroundBrush(self.palette().color(QPalette.ColorRole.Base))
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -130,9 +143,9 @@ class GraphView(QGraphicsView):
         self._sqnr: dict[str, float] = {}
         self._heat = False
         self._generation = 0
-        self._tasks: dict[int, _LayoutTask] = {}
+        self._tasks: dict[tuple[int, str], _LayoutTask] = {}  # kept alive until they report
         self._selected: GraphNode | None = None
-        self._centre_on_show = False
+        self._centre_when_ready = False
         self._anchor: tuple[GraphNode | None, float] | None = None
         self._press: QPoint | None = None
         self._search: tuple[str, int] = ("", -1)
@@ -147,7 +160,9 @@ class GraphView(QGraphicsView):
 
     # loading -------------------------------------------------------------------------------------
 
-    def set_graphs(self, graphs: dict[str, GraphDoc], sqnr: dict[str, float], prefer: str = "quantized") -> None:
+    def set_graphs(
+        self, graphs: dict[str, GraphDoc], sqnr: dict[str, float], prefer: str = "quantized"
+    ) -> None:
         """Show these graphs (laid out in the background) with `sqnr` (layer -> dB) for the heat overlay."""
         self._generation += 1
         self.docs = {k: g for k, g in graphs.items() if g.nodes}
@@ -166,7 +181,7 @@ class GraphView(QGraphicsView):
         for key in sorted(self.docs, key=lambda k: k != self.mode):
             task = _LayoutTask(self._generation, key, self.docs[key])
             task.signals.done.connect(self._on_layout)
-            self._tasks[id(task)] = task
+            self._tasks[(self._generation, key)] = task
             QThreadPool.globalInstance().start(task)
         self._show_busy()
 
@@ -195,7 +210,7 @@ class GraphView(QGraphicsView):
         self.show_message(f"Laying out {self.node_count():,} nodes…")
 
     def _on_layout(self, generation: int, key: str, layout: Layout | None, error: str) -> None:
-        self._tasks = {k: t for k, t in self._tasks.items() if not (t.generation == generation and t.key == key)}
+        self._tasks.pop((generation, key), None)
         if generation != self._generation or key not in self.docs:
             return
         if layout is None:
@@ -225,12 +240,12 @@ class GraphView(QGraphicsView):
                 self.centerOn(scene.nodes[place])
             else:
                 self.centerOn(scene.sceneRect().center())
-        elif target and self._centre_on_show:
+        elif target and self._centre_when_ready:
             self._zoom_to(max(self.transform().m11(), READABLE_SCALE))
             self._centre(scene.nodes[target])
         else:
             self.first_look()
-        self._centre_on_show = False
+        self._centre_when_ready = False
         self.minimap.refresh()
 
     # navigation ----------------------------------------------------------------------------------
@@ -317,7 +332,7 @@ class GraphView(QGraphicsView):
         self._selected = node
         scene = self.current_scene()
         if scene is None:
-            self._centre_on_show = centre
+            self._centre_when_ready = centre
             return node is not None
         scene.select(node.id if node else None)
         if node and centre:
@@ -340,11 +355,14 @@ class GraphView(QGraphicsView):
         needle = text.strip().lower()
         if not doc or not needle:
             return None
-        exact = [n.id for n in doc.nodes if needle in (n.id.lower(), n.label.lower(), (n.layer or "").lower())]
+        exact = [
+            n.id for n in doc.nodes if needle in (n.id.lower(), n.label.lower(), (n.layer or "").lower())
+        ]
         partial = [
             n.id
             for n in doc.nodes
-            if n.id not in exact and any(needle in s.lower() for s in (n.id, n.label, n.layer or "", n.module))
+            if n.id not in exact
+            and any(needle in s.lower() for s in (n.id, n.label, n.layer or "", n.module))
         ]
         matches = exact + partial
         if not matches:
@@ -413,8 +431,12 @@ class GraphView(QGraphicsView):
 
     def place_overlays(self) -> None:
         area = self.viewport().geometry()
-        self.minimap.move(area.right() - self.minimap.width() - 10, area.bottom() - self.minimap.height() - 10)
+        self.minimap.move(
+            area.right() - self.minimap.width() - 10, area.bottom() - self.minimap.height() - 10
+        )
         width = min(460, area.width() - 40)
         self.message.setFixedWidth(max(width, 120))
         self.message.adjustSize()
-        self.message.move(area.center().x() - self.message.width() // 2, area.center().y() - self.message.height() // 2)
+        self.message.move(
+            area.center().x() - self.message.width() // 2, area.center().y() - self.message.height() // 2
+        )

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.review.quant import fmt, fmt_range, sqnr_level, summarise
+from app.review.quant import fmt, fmt_db, fmt_range, sqnr_level, summarise
 from app.review.style import LEVEL_COLORS, LEVEL_WORDS, dot_icon
 from app.theme import tone
 
@@ -48,14 +48,16 @@ class Column:
 COLUMNS = (
     Column("name", "Layer", "Module path, or the graph node for ops outside a module", numeric=False),
     Column("op", "Op", "The operation", numeric=False),
+    Column("sqnr", "SQNR (dB)", "Signal-to-quantization-noise ratio of the layer output: higher is better"),
+    Column("delta", "Δ SQNR", "Change against the compared run (positive: better now)"),
     Column("precision", "Precision", "int8, or kept in float", numeric=False),
     Column("weight_range", "Weight range", "Smallest and largest weight over all channels (sorts by span)"),
     Column("act_range", "Activation range", "Observed output range during calibration (sorts by span)"),
     Column("act_scale", "Scale", "Output activation scale: the float step between two int8 levels"),
     Column("zero_point", "Zero point", "The integer that stands for 0.0"),
-    Column("weight_scale", "Weight scale", "Per-channel weight scales, smallest … largest (sorts by largest)"),
-    Column("sqnr", "SQNR (dB)", "Signal-to-quantization-noise ratio of the layer output: higher is better"),
-    Column("delta", "Δ SQNR", "Change against the compared run (positive: better now)"),
+    Column(
+        "weight_scale", "Weight scale", "Per-channel weight scales, smallest … largest (sorts by largest)"
+    ),
 )
 COL = {c.key: i for i, c in enumerate(COLUMNS)}
 
@@ -93,19 +95,22 @@ class LayerModel(QAbstractTableModel):
             "op": (layer.get("op") or "—", layer.get("op") or ""),
             "precision": ("int8" if quantized else "kept float", 0 if quantized else 1),
             "weight_range": (fmt_range(lo, hi), _span(lo, hi)),
-            "act_range": (fmt_range(layer.get("act_min"), layer.get("act_max")), _span(layer.get("act_min"), layer.get("act_max"))),
+            "act_range": (
+                fmt_range(layer.get("act_min"), layer.get("act_max")),
+                _span(layer.get("act_min"), layer.get("act_max")),
+            ),
             "act_scale": (fmt(layer.get("act_scale")), layer.get("act_scale")),
             "zero_point": (fmt(layer.get("act_zero_point")), layer.get("act_zero_point")),
             "weight_scale": (summarise(ws) if ws else "—", ws.get("max") if isinstance(ws, dict) else None),
-            "sqnr": (fmt(layer.get("sqnr_db"), 3), layer.get("sqnr_db")),
+            "sqnr": (fmt_db(layer.get("sqnr_db")), layer.get("sqnr_db")),
         }
         return {"layer": layer, "cells": cells}
 
-    def rowCount(self, parent=QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.rows)
+    def rowCount(self, parent: QModelIndex | None = None) -> int:
+        return 0 if parent is not None and parent.isValid() else len(self.rows)
 
-    def columnCount(self, parent=QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
+    def columnCount(self, parent: QModelIndex | None = None) -> int:
+        return 0 if parent is not None and parent.isValid() else len(COLUMNS)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
         if orientation != Qt.Orientation.Horizontal:
@@ -165,15 +170,24 @@ class LayerProxy(QSortFilterProxyModel):
         self.needle = ""
 
     def set_needle(self, text: str) -> None:
+        self.beginFilterChange()
         self.needle = text.strip().lower()
-        self.invalidateRowsFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, row: int, parent) -> bool:
         if not self.needle:
             return True
         source = self.sourceModel().rows[row]
         layer = source["layer"]
-        hay = " ".join(str(x) for x in (layer.get("name"), layer.get("op"), layer.get("module"), source["cells"]["precision"][0]))
+        hay = " ".join(
+            str(x)
+            for x in (
+                layer.get("name"),
+                layer.get("op"),
+                layer.get("module"),
+                source["cells"]["precision"][0],
+            )
+        )
         return all(word in hay.lower() for word in self.needle.split())
 
     def lessThan(self, left, right) -> bool:
@@ -199,7 +213,10 @@ class LayerTable(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 6, 0, 0)
         bar = QHBoxLayout()
-        self.filter = QLineEdit(placeholderText="Filter by layer name, op or precision (e.g. conv, add, float)…", clearButtonEnabled=True)
+        self.filter = QLineEdit(
+            placeholderText="Filter by layer name, op or precision (e.g. conv, add, float)…",
+            clearButtonEnabled=True,
+        )
         self.filter.textChanged.connect(self._on_filter)
         self.count = QLabel(objectName="muted")
         bar.addWidget(self.filter, 1)
@@ -251,6 +268,11 @@ class LayerTable(QWidget):
     def selected_layers(self) -> list[str]:
         rows = sorted(self.view.selectionModel().selectedRows(), key=lambda i: i.row())
         return [i.data(NAME_ROLE) for i in rows]
+
+    def current_layer(self) -> str | None:
+        """The row the user clicked last (the one to plot when several are selected)."""
+        index = self.view.currentIndex()
+        return index.data(NAME_ROLE) if index.isValid() else None
 
     def select_layers(self, names: list[str]) -> None:
         """Select these layers' rows (scrolling to the first) without emitting layersSelected."""

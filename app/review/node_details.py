@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from html import escape
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFormLayout, QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from app.review.quant import fmt, fmt_range, sqnr_level, summarise
-from app.review.style import LEVEL_COLORS, LEVEL_WORDS, kind_style
+from app.review.quant import fmt, fmt_db, fmt_range, sqnr_level, summarise
+from app.review.style import LEVEL_COLORS, LEVEL_WORDS, kind_style, node_kind
 from core.graphdoc import GraphNode
 
 ROWS = (
@@ -75,35 +77,42 @@ class NodeDetails(QWidget):
         self.attrs_title.hide()
         self.attrs.hide()
 
-    def show_node(self, node: GraphNode, layer: dict | None, weight_range: tuple[float, float] | None) -> None:
+    def show_node(
+        self, node: GraphNode, layer: dict | None, weight_range: tuple[float, float] | None
+    ) -> None:
         self.title.setText(node.label if node.label == node.id else f"{node.label}\n({node.id})")
         self.hint.hide()
         layer = layer or {}
         attrs = node.attrs or {}
-        border = kind_style(node.kind)[1]
+        kind = node_kind(node)
+        border = kind_style(kind)[1]
         db = layer.get("sqnr_db")
         level = sqnr_level(db)
         rows = {
             "Op": node.op,
-            "Kind": f"<span style='color:{border.name()}; font-size:14pt'>■</span> {node.kind.replace('_', ' ')}",
+            "Kind": f"<span style='color:{border.name()}; font-size:14pt'>■</span> {kind.replace('_', ' ')}",
             "Layer": node.layer,
             "Module": node.module,
             "Shape": "[" + ", ".join(map(str, node.shape)) + "]" if node.shape else None,
             "Dtype": node.dtype,
             "Precision": None if not layer else "int8" if layer.get("quantized") else "kept in float",
             "Scale": summarise(attrs["scale"]) if "scale" in attrs else _maybe(layer.get("act_scale")),
-            "Zero point": summarise(attrs["zero_point"]) if "zero_point" in attrs else _maybe(layer.get("act_zero_point")),
+            "Zero point": summarise(attrs["zero_point"])
+            if "zero_point" in attrs
+            else _maybe(layer.get("act_zero_point")),
             "Weight scale": summarise(layer["weight_scale"]) if layer.get("weight_scale") else None,
             "Activation range": _range(layer.get("act_min"), layer.get("act_max")),
             "Weight range": _range(*weight_range) if weight_range else None,
             "SQNR": None
             if not layer
             else f"<span style='color:{LEVEL_COLORS[level]}; font-size:14pt'>●</span> "
-            f"{fmt(db, 3) + ' dB — ' if db is not None else ''}{LEVEL_WORDS[level]}",
+            f"{fmt_db(db) + ' dB — ' if db is not None else ''}{escape(LEVEL_WORDS[level])}",
         }
         for name, text in rows.items():
             label = self.values[name]
-            label.setTextFormat(Qt.TextFormat.RichText if name in ("Kind", "SQNR") else Qt.TextFormat.PlainText)
+            label.setTextFormat(
+                Qt.TextFormat.RichText if name in ("Kind", "SQNR") else Qt.TextFormat.PlainText
+            )
             label.setText(text or "")
             self.form.setRowVisible(label, bool(text))
         extra = {k: v for k, v in attrs.items() if k not in SHOWN_ATTRS}

@@ -22,7 +22,16 @@ from PySide6.QtWidgets import (
 )
 
 from app.review.charts import BarChart, PlotCard
-from app.review.quant import FAIR_DB, GOOD_DB, clip_bounds, clipped_fraction, fmt, grid_levels, quant_range
+from app.review.quant import (
+    FAIR_DB,
+    GOOD_DB,
+    clip_bounds,
+    clipped_fraction,
+    fmt,
+    fmt_db,
+    grid_levels,
+    quant_range,
+)
 from app.review.rundata import RunData
 from app.review.style import LEVEL_COLORS, level_color
 
@@ -33,12 +42,18 @@ CLIP = QColor(229, 83, 75, 60)
 OUTLIER = QColor("#e8590c")
 
 
-def _subtitle(title: str, note: str) -> str:
-    return f"{title}<br><span style='font-size:9pt'>{note}</span>"
+def _short(name: str, limit: int = 28) -> str:
+    """A layer name short enough for a plot title (pyqtgraph titles do not elide; the middle goes)."""
+    if len(name) <= limit:
+        return name
+    half = (limit - 1) // 2
+    return f"{name[:half]}…{name[-half:]}"
 
 
 def _missing_tensors(run: RunData) -> str | None:
-    return None if run.has_tensors else next((p for p in run.problems if "tensors.npz" in p), "No tensors.npz.")
+    return (
+        None if run.has_tensors else next((p for p in run.problems if "tensors.npz" in p), "No tensors.npz.")
+    )
 
 
 class ActivationHistogram(PlotCard):
@@ -61,11 +76,15 @@ class ActivationHistogram(PlotCard):
             return
         counts, edges = hist
         self.plot.clear()
-        self.plot.plot(edges, counts, stepMode="center", fillLevel=0, brush=FILL, pen=pg.mkPen(LINE, width=1.2))
+        self.plot.plot(
+            edges, counts, stepMode="center", fillLevel=0, brush=FILL, pen=pg.mkPen(LINE, width=1.2)
+        )
         layer = run.layer(name) or {}
         scale, zp = layer.get("act_scale"), layer.get("act_zero_point")
         if not layer.get("quantized") or not scale:
-            self.show_plot(_subtitle(f"Activations of {name}", "kept in float: there is no int8 grid"))
+            self.show_plot(
+                f"Activations of {_short(name)}", "Kept in float: there is no int8 grid to snap to."
+            )
             return
         qmin, qmax = quant_range(layer)
         lo, hi = clip_bounds(scale, zp or 0, qmin, qmax)
@@ -82,9 +101,12 @@ class ActivationHistogram(PlotCard):
         clipped = clipped_fraction(counts, edges, lo, hi)
         dtype = "uint8" if qmin == 0 else "int8"
         grid = "every level" if step == 1 else f"every {step}th of {qmax - qmin + 1} levels"
-        note = f"grey lines: {dtype} grid ({grid}) · red: clipped, {clipped:.2%} of values · scale {fmt(scale)}, zero point {zp}"
+        note = (
+            f"Grey lines: the {dtype} grid ({grid}). Red: clipped, {clipped:.2%} of values. "
+            f"Scale {fmt(scale)}, zero point {zp}."
+        )
         self.plot.setXRange(min(float(edges[0]), lo), max(float(edges[-1]), hi), padding=0.02)
-        self.show_plot(_subtitle(f"Activations of {name}", note))
+        self.show_plot(f"Activations of {_short(name)}", note)
 
 
 class WeightRanges(PlotCard):
@@ -105,7 +127,11 @@ class WeightRanges(PlotCard):
             return
         if ranges is None:
             has_weights = layer.get("weight_scale") is not None
-            why = f"No per-channel weight ranges were recorded for {name}." if has_weights else f"{name} ({layer.get('op', 'this op')}) has no weights."
+            why = (
+                f"No per-channel weight ranges were recorded for {name}."
+                if has_weights
+                else f"{name} ({layer.get('op', 'this op')}) has no weights."
+            )
             self.show_message(why)
             return
         lo, hi = (np.asarray(r, dtype=float).ravel() for r in ranges)
@@ -113,12 +139,16 @@ class WeightRanges(PlotCard):
         outliers = span > 3.0 * float(np.median(span)) if span.size else np.zeros(0, bool)
         brushes = [OUTLIER if o else FILL for o in outliers]
         self.plot.clear()
-        self.plot.addItem(pg.BarGraphItem(x=np.arange(lo.size), y0=lo, y1=hi, width=0.8, brushes=brushes, pen=pg.mkPen(None)))
+        self.plot.addItem(
+            pg.BarGraphItem(
+                x=np.arange(lo.size), y0=lo, y1=hi, width=0.8, brushes=brushes, pen=pg.mkPen(None)
+            )
+        )
         self.plot.autoRange()
-        note = f"{lo.size} channels"
+        note = f"Smallest to largest weight of each of the {lo.size} output channels."
         if outliers.any():
-            note += f" · orange: {int(outliers.sum())} channel(s) with over 3× the median range (they coarsen per-tensor scales)"
-        self.show_plot(_subtitle(f"Weight range per output channel — {name}", note))
+            note += f" Orange: {int(outliers.sum())} channel(s) with over 3× the median range."
+        self.show_plot(f"Weights of {_short(name)}", note)
 
 
 class OutputScatter(PlotCard):
@@ -130,23 +160,31 @@ class OutputScatter(PlotCard):
     def show_run(self, run: RunData | None) -> None:
         pair = run.outputs() if run else None
         if run is None or pair is None:
-            self.show_message((run and _missing_tensors(run)) or "This run recorded no model outputs to compare.")
+            self.show_message(
+                (run and _missing_tensors(run)) or "This run recorded no model outputs to compare."
+            )
             return
         a, b = (np.asarray(x, dtype=float) for x in pair)
         self.plot.clear()
         self.plot.addItem(pg.ScatterPlotItem(a, b, size=3, pen=None, brush=QColor(59, 115, 196, 90)))
         lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
-        self.plot.plot([lo, hi], [lo, hi], pen=pg.mkPen(QColor(LEVEL_COLORS["poor"]), width=1.5, style=Qt.PenStyle.DashLine))
+        self.plot.plot(
+            [lo, hi],
+            [lo, hi],
+            pen=pg.mkPen(QColor(LEVEL_COLORS["poor"]), width=1.5, style=Qt.PenStyle.DashLine),
+        )
         sqnr = (run.report.get("metrics") or {}).get("output_sqnr_db")
-        note = f"{a.size:,} samples · dashed: y = x" + (f" · output SQNR {fmt(sqnr, 3)} dB" if sqnr is not None else "")
-        self.show_plot(_subtitle(self.title, note))
+        note = f"{a.size:,} samples. On the dashed line (y = x) int8 and float agree."
+        if sqnr is not None:
+            note += f" Output SQNR {fmt_db(sqnr)} dB."
+        self.show_plot(self.title, note)
 
 
 class CompareBars(PlotCard):
     """Two bars, float and int8, with their values written above them."""
 
     def __init__(self, title: str, unit: str, parent: QWidget | None = None):
-        super().__init__(title, "", unit, parent)
+        super().__init__(title, "model", unit, parent)
         self.plot.getAxis("bottom").setTicks([[(0, "float"), (1, "int8")]])
         self.plot.setMouseEnabled(x=False, y=False)
         self.setMinimumSize(170, 190)
@@ -157,14 +195,18 @@ class CompareBars(PlotCard):
             return
         self.plot.clear()
         values = [float(float_value), float(int8_value)]
-        self.plot.addItem(pg.BarGraphItem(x=[0, 1], height=values, width=0.6, brushes=[QColor("#9aa3ad"), LINE]))
+        self.plot.addItem(
+            pg.BarGraphItem(x=[0, 1], height=values, width=0.6, brushes=[QColor("#9aa3ad"), LINE])
+        )
         for x, v in enumerate(values):
-            label = pg.TextItem(f"{v:.{digits}f}", color=self.palette().color(self.foregroundRole()), anchor=(0.5, 1.0))
+            label = pg.TextItem(
+                f"{v:.{digits}f}", color=self.palette().color(self.foregroundRole()), anchor=(0.5, 1.0)
+            )
             label.setPos(x, v)
             self.plot.addItem(label)
         self.plot.setXRange(-0.6, 1.6, padding=0)
         self.plot.setYRange(0, max(values) * 1.25 or 1.0, padding=0)
-        self.show_plot(_subtitle(self.title, verdict))
+        self.show_plot(self.title, verdict)
 
 
 class UnfusedList(QWidget):
@@ -180,7 +222,6 @@ class UnfusedList(QWidget):
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        self.table.setMaximumHeight(130)
         layout.addWidget(self.title)
         layout.addWidget(self.table)
 
@@ -192,13 +233,18 @@ class UnfusedList(QWidget):
         elif not unfused:
             self.title.setText("Unfused ops: none — every quantized op runs in an integer kernel.")
         else:
-            self.title.setText(f"Unfused ops ({len(unfused)}): these stay in float between Q/DQ and cost time")
+            self.title.setText(
+                f"Unfused ops ({len(unfused)}): these stay in float between Q/DQ and cost time"
+            )
         self.table.setVisible(bool(unfused))
         self.table.setRowCount(len(unfused))
         for r, item in enumerate(unfused):
             for c, key in enumerate(("op", "name", "reason")):
                 self.table.setItem(r, c, QTableWidgetItem(str(item.get(key) or "—")))
         self.table.resizeColumnsToContents()
+        rows = min(len(unfused), 4)
+        header = self.table.horizontalHeader().sizeHint().height()
+        self.table.setFixedHeight(header + rows * self.table.verticalHeader().defaultSectionSize() + 4)
 
 
 class LayerPlots(QSplitter):
@@ -240,7 +286,7 @@ class ModelPlots(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.sqnr = BarChart("SQNR per layer", "SQNR (dB)  ·  dashed: 20 and 30 dB")
+        self.sqnr = BarChart("SQNR per layer", "SQNR (dB)")
         self.sqnr.barClicked.connect(self._on_bar)
         self.layer = LayerPlots(Qt.Orientation.Horizontal)
         self.scatter = OutputScatter()
@@ -271,7 +317,9 @@ class ModelPlots(QWidget):
         if run and run.layers:
             names, values, colors = sqnr_bars(run)
             self.sqnr.set_bars(names, values, colors, marks=(FAIR_DB, GOOD_DB))
-            self.sqnr.show_plot()
+            self.sqnr.show_plot(
+                caption="Dashed: 20 and 30 dB, where fair and good begin. Click a bar to select."
+            )
         else:
             self.sqnr.show_message("This run reports no layers." if run else "Open a run to see its plots.")
         self.scatter.show_run(run)

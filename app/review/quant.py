@@ -37,14 +37,26 @@ def fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+def fmt_db(value: float | None) -> str:
+    """Decibels with one decimal, so 24.0 and 24.3 line up in a column."""
+    return "—" if value is None else f"{value:.1f}"
+
+
 def fmt_range(lo, hi) -> str:
     return "—" if lo is None or hi is None else f"{fmt(lo)} … {fmt(hi)}"
 
 
 def summarise(value) -> str:
-    """Scalars as they are; per-channel lists and {min, max, channels} as 'min … max (N channels)'."""
+    """Scalars as they are; per-channel lists and {min, max, channels} as 'min … max (N channels)'.
+
+    graph.json writes a per-tensor value as {"value": v} and a per-channel one as {min, max, channels}.
+    """
+    if isinstance(value, dict) and "value" in value:
+        return summarise(value["value"])
     if isinstance(value, dict) and {"min", "max"} <= value.keys():
         channels = value.get("channels")
+        if value["min"] == value["max"] and channels:
+            return f"{fmt(value['min'])} (all {channels} channels)"
         suffix = f" ({channels} channels)" if channels else ""
         return fmt_range(value["min"], value["max"]) + suffix
     if isinstance(value, (list, tuple)):
@@ -87,7 +99,9 @@ def clip_bounds(scale: float, zero_point: int, qmin: int, qmax: int) -> tuple[fl
     return scale * (qmin - zero_point), scale * (qmax - zero_point)
 
 
-def grid_levels(scale: float, zero_point: int, qmin: int, qmax: int, max_lines: int = 64) -> tuple[np.ndarray, int]:
+def grid_levels(
+    scale: float, zero_point: int, qmin: int, qmax: int, max_lines: int = 64
+) -> tuple[np.ndarray, int]:
     """Float positions of the integer levels, every `step`-th one so at most max_lines are drawn."""
     count = qmax - qmin + 1
     step = 1

@@ -100,8 +100,10 @@ def load_run_data(out_dir: str | Path) -> RunData:
             tensors = {key: np.asarray(npz[key]) for key in npz.files}
         has_tensors = True
     except FileNotFoundError:
-        problems.append("This run has no tensors.npz (analysis was skipped), so histograms, weight ranges and "
-                        "the output scatter are not available.")
+        problems.append(
+            "This run has no tensors.npz (analysis was skipped), so histograms, weight ranges and "
+            "the output scatter are not available."
+        )
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         problems.append(f"tensors.npz could not be read ({exc}).")
     return RunData(folder, report, graphs, tensors, problems, has_tensors)

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.review.charts import BarChart
-from app.review.quant import GOOD_DB, fmt
+from app.review.quant import GOOD_DB, fmt_db
 from app.widgets.page import muted, section, set_tone
 
 AUTO = QColor("#e8590c")
@@ -50,8 +50,12 @@ class SensitivityPanel(QSplitter):
             )
         )
         form = QFormLayout()
-        self.target = QDoubleSpinBox(minimum=5.0, maximum=80.0, value=GOOD_DB, singleStep=1.0, decimals=1, suffix=" dB")
-        self.target.setToolTip("Output SQNR the auto keep-float set must reach (30 dB and above is usually safe)")
+        self.target = QDoubleSpinBox(
+            minimum=5.0, maximum=80.0, value=GOOD_DB, singleStep=1.0, decimals=1, suffix=" dB"
+        )
+        self.target.setToolTip(
+            "Output SQNR the auto keep-float set must reach (30 dB and above is usually safe)"
+        )
         form.addRow("Target output SQNR:", self.target)
         col.addLayout(form)
         self.rank = QPushButton("Rank layer sensitivity", objectName="primary")
@@ -64,7 +68,6 @@ class SensitivityPanel(QSplitter):
         col.addWidget(self.summary)
         self.auto_title = section("Auto keep-float set")
         self.auto_list = QListWidget()
-        self.auto_list.setMaximumHeight(160)
         col.addWidget(self.auto_title)
         col.addWidget(self.auto_list)
         self.keep = QPushButton("Keep these in float and re-run")
@@ -72,7 +75,7 @@ class SensitivityPanel(QSplitter):
         self.keep.clicked.connect(lambda: self.keepFloatRequested.emit(list(self.auto_keep)))
         col.addWidget(self.keep)
         col.addStretch(1)
-        self.chart = BarChart("Output SQNR gained by keeping each layer in float", "gain (dB)  ·  orange: the auto set")
+        self.chart = BarChart("Output SQNR gained by keeping each layer in float", "gain (dB)")
         self.addWidget(side)
         self.addWidget(self.chart)
         self.setStretchFactor(1, 1)
@@ -104,21 +107,31 @@ class SensitivityPanel(QSplitter):
             gains = [float(r.get("gain_db") or 0.0) for r in ranking]
             colors = [AUTO if n in self.auto_keep else REST for n in names]
             self.chart.set_bars(names, gains, colors)
-            self.chart.show_plot()
+            self.chart.show_plot(caption="Orange: the auto keep-float set. Click a bar to select the layer.")
         baseline = result.get("baseline_sqnr_db")
         reached = result.get("reached")
         target = result.get("target_sqnr_db", self.target.value())
-        text = f"All layers in int8: output SQNR {fmt(baseline, 3)} dB. "
+        text = f"All layers in int8: output SQNR {fmt_db(baseline)} dB. "
         if self.auto_keep:
             count = len(self.auto_keep)
             verb = "reaches" if reached else "does not reach"
-            text += f"Keeping {count} layer{'s' * (count != 1)} in float {verb} the {fmt(target, 3)} dB target."
+            text += (
+                f"Keeping {count} layer{'s' * (count != 1)} in float {verb} the {fmt_db(target)} dB target."
+            )
         else:
-            text += "The target is met with every layer in int8." if reached else "No keep-float set reached the target."
+            text += (
+                "The target is met with every layer in int8."
+                if reached
+                else "No keep-float set reached the target."
+            )
         self.summary.setText(text)
         set_tone(self.summary, "ok" if reached else "warn")
         self.auto_list.clear()
         self.auto_list.addItems(self.auto_keep)
+        rows = min(max(len(self.auto_keep), 1), 8)
+        self.auto_list.setFixedHeight(
+            rows * self.auto_list.sizeHintForRow(0) + 2 * self.auto_list.frameWidth() + 4
+        )
         self.summary.show()
         for widget in (self.auto_title, self.auto_list, self.keep):
             widget.setVisible(bool(self.auto_keep))

@@ -35,9 +35,16 @@ LEGEND = (
     ("constant", "weight / constant"),
     ("other", "other"),
 )
-HEAT_LOW_DB, HEAT_HIGH_DB = 10.0, 40.0
+HEAT_LOW_DB, HEAT_HIGH_DB = 15.0, 40.0
 NO_HEAT = "#dde1e5"
 ACCENT = "#0969da"
+
+
+def node_kind(node) -> str:
+    """The kind to draw: a dequantize op filed under "quantize" still gets the dequantize colour."""
+    if node.kind == "quantize" and node.op.startswith("dequantize"):
+        return "dequantize"
+    return node.kind
 
 
 def kind_style(kind: str) -> tuple[QColor, QColor, QColor]:
@@ -49,7 +56,7 @@ def level_color(db: float | None) -> QColor:
 
 
 def heat_color(db: float) -> QColor:
-    """Red at or below 10 dB through amber to green at 40 dB and above."""
+    """Red at or below 15 dB through amber to green at 40 dB and above."""
     t = min(max((db - HEAT_LOW_DB) / (HEAT_HIGH_DB - HEAT_LOW_DB), 0.0), 1.0)
     return QColor.fromHsvF(t / 3.0, 0.55, 0.97)
 

@@ -54,9 +54,12 @@ class Page(QWidget):
             row = QHBoxLayout()
             row.addStretch(1)
             self.next_button = QPushButton(f"Next: {self.next_label}  →")
-            self.next_button.clicked.connect(lambda: self.nextRequested.emit(self.next_page))
+            self.next_button.clicked.connect(self._go_next)
             row.addWidget(self.next_button)
             outer.addLayout(row)
+
+    def _go_next(self) -> None:
+        self.nextRequested.emit(self.next_page)
 
 
 def section(text: str) -> QLabel:
@@ -69,6 +72,17 @@ def muted(text: str = "") -> QLabel:
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
     return label
+
+
+def noted(field: QWidget, note: QLabel, wide: bool = False) -> QWidget:
+    """A form field with its explanation underneath, so the note wraps to the row's width."""
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(2)
+    layout.addWidget(field, 0, Qt.AlignmentFlag(0) if wide else Qt.AlignmentFlag.AlignLeft)
+    layout.addWidget(note)
+    return box
 
 
 def set_tone(widget: QWidget, tone: str | None) -> None:

@@ -19,21 +19,24 @@ class PathPicker(QWidget):
         kind: str,
         modes: tuple[str, ...] = ("file",),
         filters: str = "",
-        placeholder: str = "",
+        hint: str = "",
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
         self._settings, self._kind, self._filters = settings, kind, filters
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.edit = QLineEdit(placeholderText=placeholder, clearButtonEnabled=True)
-        self.edit.editingFinished.connect(lambda: self.pathChanged.emit(self.path()))
+        self.edit = QLineEdit(placeholderText=hint, clearButtonEnabled=True)
+        self.edit.editingFinished.connect(self._edited)
         layout.addWidget(self.edit, 1)
         labels = {"folder": "Choose folder…", "file": "Choose file…", "save": "Browse…"}
         for mode in modes:
             button = QPushButton(labels[mode])
             button.clicked.connect(lambda _=False, m=mode: self._browse(m))
             layout.addWidget(button)
+
+    def _edited(self) -> None:
+        self.pathChanged.emit(self.path())
 
     def path(self) -> str:
         return self.edit.text().strip()

@@ -42,8 +42,17 @@ def is_compute(node: Node) -> bool:
     if node.op != "call_function" or node.target not in COMPUTE_OPS:
         return False
     if node.target in ADD_OPS or node.target in MUL_OPS:
-        return all(isinstance(a, Node) and isinstance(a.meta.get("val"), torch.Tensor) for a in node.args[:2])
+        # tensor + tensor; a scalar operand (x + 1) is not a layer. DQ nodes may lack "val" metadata.
+        return all(isinstance(a, Node) and not isinstance(a.meta.get("val"), (int, float)) for a in node.args[:2])
     return True
+
+
+def runs_quantized(node: Node) -> bool:
+    """A weighted op is quantized when its weight is; other ops when all their tensor inputs are."""
+    args = node.args[:2]
+    if node.target in CONV_OPS | LINEAR_OPS:
+        args = node.args[1:2]
+    return all(isinstance(a, Node) and is_dequant(a) for a in args)
 
 
 def layer_names(gm: GraphModule) -> dict[str, str]:
@@ -189,8 +198,7 @@ def analyse(
         if node.name not in names:
             continue
         lname = names[node.name]
-        in_dq = [a for a in node.args[:2] if isinstance(a, Node) and is_dequant(a)]
-        quantized = bool(in_dq)
+        quantized = runs_quantized(node)
         out_q = _output_q(node)
         act = _qparams(converted, out_q) if out_q is not None else None
         w_scales = _weight_scales(converted, node)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.fx import GraphModule, Node
 
-from core.engine.analysis import _attr, is_compute, is_dequant, is_quant, layer_names, op_name
+from core.engine.analysis import _attr, is_compute, is_dequant, is_quant, layer_names, op_name, runs_quantized
 from core.engine.quantizers import module_path
 from core.graphdoc import GraphDoc, GraphEdge, GraphNode
 
@@ -57,7 +57,7 @@ def to_graphdoc(gm: GraphModule, name: str, quantized_graph: bool) -> GraphDoc:
                 if isinstance(w, torch.Tensor):
                     shape, dtype = list(w.shape), str(w.dtype).replace("torch.", "")
         elif is_compute(n):
-            quantized = any(isinstance(a, Node) and is_dequant(a) for a in n.args[:2])
+            quantized = runs_quantized(n)
             kind = "compute" if (quantized or not quantized_graph) else "kept_float"
             op = op_name(n)
         else:

@@ -7,10 +7,13 @@ tidies it (no training-mode leftovers, a readable producer) and `diagnose_unfuse
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import fnmatch
 import io
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +79,8 @@ def export_onnx(module: torch.nn.Module, example_inputs: tuple, path: Path, dyna
     dyn = batch_dynamic_shapes(example_inputs) if dynamic_batch else None
     sink = io.StringIO()
     try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 module,
                 tuple(example_inputs),
@@ -173,8 +177,26 @@ def latency_ms(sessions: dict[str, ort.InferenceSession], inputs: tuple, budget_
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def diagnose_unfused(path: Path, work_dir: Path, keep_float_names: set[str] = frozenset()) -> tuple[list[dict], dict]:
+def _torch_scopes(model: onnx.ModelProto) -> dict[str, tuple[str, str]]:
+    """ONNX node name -> (module path, FX node name), from the exporter's name_scopes metadata."""
+    out = {}
+    for n in model.graph.node:
+        meta = {p.key: p.value for p in n.metadata_props}
+        scopes = meta.get("pkg.torch.onnx.name_scopes")
+        if not scopes:
+            continue
+        try:
+            parts = [str(x) for x in ast.literal_eval(scopes) if x]
+        except (ValueError, SyntaxError):
+            continue
+        if parts:
+            out[n.name] = (".".join(parts[:-1]), parts[-1])
+    return out
+
+
+def diagnose_unfused(path: Path, work_dir: Path, keep_float: tuple[str, ...] = ()) -> tuple[list[dict], dict]:
     """Ops that still run in float after onnxruntime's graph optimisation, each with a reason."""
+    scopes = _torch_scopes(onnx.load(str(path), load_external_data=False))
     opt = work_dir / ".optimized.onnx"
     try:
         session(path, optimized_path=opt)
@@ -202,7 +224,8 @@ def diagnose_unfused(path: Path, work_dir: Path, keep_float_names: set[str] = fr
         from_dq, to_q = n.name in downstream, n.name in upstream
         if n.op_type not in FLOAT_COMPUTE and not (from_dq and to_q):
             continue
-        if any(k and k in n.name for k in keep_float_names):
+        module, fx_name = scopes.get(n.name, ("", ""))
+        if any(fnmatch.fnmatchcase(x, pat) for pat in keep_float for x in (module, fx_name) if x):
             reason = "kept in float (your keep-in-float list)"
         elif n.op_type in FLOAT_COMPUTE and not from_dq:
             reason = "its inputs are not quantized, so it runs as a float kernel"
@@ -212,7 +235,7 @@ def diagnose_unfused(path: Path, work_dir: Path, keep_float_names: set[str] = fr
             reason = "the Q/DQ pattern around it is not one the runtime fuses"
         else:
             reason = f"ONNX Runtime has no integer kernel for {n.op_type} here; it runs in float between dequantize and quantize"
-        unfused.append({"op": n.op_type, "name": n.name, "reason": reason})
+        unfused.append({"op": n.op_type, "name": n.name, "module": module, "node": fx_name, "reason": reason})
     return unfused, counts
 
 

@@ -10,17 +10,19 @@ import copy
 import datetime as dt
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.fx import GraphModule
 from torchao.quantization.pt2e import move_exported_model_to_eval
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
 
 from core.engine import analysis, calibration, graph_extract, graph_passes, onnx_export, qat, report_html
-from core.engine.capture import batch_dynamic_shapes, capture
+from core.engine.capture import Captured, batch_dynamic_shapes, capture
 from core.engine.devices import resolve_device
-from core.engine.loading import load_model
+from core.engine.loading import LoadedModel, load_model
 from core.engine.quantizers import QuantizerOptions, build_quantizer, matches_keep_float
 from core.errors import UserError
 from core.fsutil import remove_partials, save_atomic, write_atomic
@@ -43,11 +45,15 @@ ARTIFACTS = {
 }
 
 
-class _Stages:
-    def __init__(self, progress: Progress, qat_epochs: int):
+class Stages:
+    """Named stages, each owning a slice of the progress bar and timed for the report."""
+
+    def __init__(self, progress: Progress, qat_epochs: int, stages=STAGES, weights=WEIGHTS):
         self.progress = progress
-        self.bounds = np.cumsum((0.0, *WEIGHTS)).tolist()
-        self.names = list(STAGES)
+        self.stages = tuple(stages)
+        total = sum(weights)
+        self.bounds = np.cumsum((0.0, *(w / total for w in weights))).tolist()
+        self.names = list(stages)
         if qat_epochs:
             self.names[3] = "fine-tune"
         self.timings: dict[str, float] = {}
@@ -56,8 +62,8 @@ class _Stages:
 
     def enter(self, i: int) -> Progress:
         self._close()
-        self._current = STAGES[i]
-        self.progress.stage(self.names[i], i, len(STAGES))
+        self._current = self.stages[i]
+        self.progress.stage(self.names[i], i, len(self.stages))
         sub = self.progress.sub(self.bounds[i], self.bounds[i + 1])
         sub(0.0, f"{self.names[i]}…")
         return sub
@@ -74,15 +80,26 @@ class _Stages:
         return self.timings
 
 
-def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: int | None = None) -> dict:
-    progress = progress or Progress()
-    stages = _Stages(progress, opts.qat_epochs)
-    out = Path(opts.out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    remove_partials(out)
-    warnings: list[str] = []
-    torch.manual_seed(0)
+@dataclass
+class Calibrated:
+    """Everything up to a calibrated (or fine-tuned) prepared model."""
 
+    loaded: LoadedModel
+    cap: Captured
+    specs: list
+    prepared: GraphModule
+    calib: calibration.CalibrationData
+    device: torch.device
+    batch_size: int
+    seconds: float
+    qat_info: dict | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
+    """Stages 0-3: load, capture, prepare, calibrate or fine-tune."""
+    torch.manual_seed(0)
+    warnings: list[str] = []
     p = stages.enter(0)
     loaded = load_model(opts.model, opts.trust_code)
     device = resolve_device(opts.device)
@@ -126,16 +143,30 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
     t_cal = time.monotonic()
     qat_info = None
     prepared.to(device)
-    if opts.qat_epochs:
-        labelled = calibration.load_labelled_folder(opts.labels, specs, opts.normalize) if opts.labels else None
-        qat_info = qat.fine_tune(prepared, float_model, calib, labelled, opts.qat_epochs, batch_size, device, p)
-        move_exported_model_to_eval(prepared)
-    else:
-        _calibrate(prepared, calib, batch_size, device, p)
-    prepared.to("cpu")
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    calib_seconds = time.monotonic() - t_cal
+    try:
+        if opts.qat_epochs:
+            labelled = calibration.load_labelled_folder(opts.labels, specs, opts.normalize) if opts.labels else None
+            qat_info = qat.fine_tune(prepared, float_model, calib, labelled, opts.qat_epochs, batch_size, device, p)
+            move_exported_model_to_eval(prepared)
+        else:
+            _calibrate(prepared, calib, batch_size, device, p)
+    finally:
+        prepared.to("cpu")
+        float_model.to("cpu")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return Calibrated(loaded, cap, specs, prepared, calib, device, batch_size, time.monotonic() - t_cal, qat_info, warnings)
+
+
+def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: int | None = None) -> dict:
+    progress = progress or Progress()
+    stages = Stages(progress, opts.qat_epochs)
+    out = Path(opts.out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    remove_partials(out)
+    cal = prepare_and_calibrate(opts, stages)
+    loaded, cap, specs, prepared, calib, device = cal.loaded, cal.cap, cal.specs, cal.prepared, cal.calib, cal.device
+    float_model, warnings = cap.graph_module, cal.warnings
 
     p = stages.enter(4)
     float_ref = copy.deepcopy(prepared)
@@ -173,7 +204,7 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
     dynamic = cap.fixed_batch is None
     ex = sample if cap.fixed_batch else tuple(t[:2] for t in sample)
     unfused: list[dict] = []
-    save_atomic(out / ARTIFACTS["int8_pt2"], lambda tmp: _save_pt2(reference_copy or converted, ex, dynamic, tmp))
+    _save_int8_pt2(out / ARTIFACTS["int8_pt2"], converted, reference_copy, ex, dynamic, warnings)
     p(0.15, "saved model.int8.pt2")
     if opts.export_onnx:
         names = [s.name for s in specs]
@@ -183,7 +214,7 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
         p(0.6, "exported model.int8.onnx")
         metrics.update(_validate_onnx(out, converted, res, sample, opts, p))
         unfused, metrics["ort_op_counts"] = onnx_export.diagnose_unfused(
-            out / ARTIFACTS["int8_onnx"], out, set(opts.keep_float)
+            out / ARTIFACTS["int8_onnx"], out, opts.keep_float
         )
         metrics["unfused_ops"] = len(unfused)
         if opts.labels and not opts.qat_epochs or opts.labels:
@@ -212,13 +243,13 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
         "calibration": {
             "source": calib.source,
             "samples": len(calib),
-            "batch_size": batch_size,
-            "seconds": round(calib_seconds, 3),
+            "batch_size": cal.batch_size,
+            "seconds": round(cal.seconds, 3),
             "synthetic": calib.synthetic,
             "skipped": len(calib.skipped),
             "skipped_files": calib.skipped[:50],
         },
-        "qat": qat_info,
+        "qat": cal.qat_info,
         "artifacts": artifacts,
         "metrics": metrics,
         "layers": res.layers,
@@ -249,6 +280,23 @@ def _save_pt2(module, example_inputs, dynamic: bool, path: Path) -> None:
     dyn = batch_dynamic_shapes(example_inputs) if dynamic else None
     ep = torch.export.export(module, tuple(example_inputs), dynamic_shapes=dyn)
     torch.export.save(ep, str(path))
+
+
+def _save_int8_pt2(path: Path, converted, reference, ex, dynamic: bool, warnings: list[str]) -> None:
+    """The reference representation replaces Q/DQ by integer arithmetic whose shapes torch.export cannot
+    always keep symbolic; fall back to a fixed batch, then to the Q/DQ program, and say so."""
+    if reference is not None:
+        reference = convert_pt2e(reference, use_reference_representation=True, fold_quantize=True)
+        for dyn in ((True, False) if dynamic else (False,)):
+            try:
+                save_atomic(path, lambda tmp, d=dyn: _save_pt2(reference, ex, d, tmp))
+                if dynamic and not dyn:
+                    warnings.append(f"the reference-representation .pt2 has a fixed batch of {ex[0].shape[0]}")
+                return
+            except Exception:
+                continue
+        warnings.append("the reference representation could not be exported; model.int8.pt2 holds Q/DQ ops instead")
+    save_atomic(path, lambda tmp: _save_pt2(converted, ex, dynamic, tmp))
 
 
 def _save_npz(path: Path, tensors: dict) -> None:

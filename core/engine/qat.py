@@ -18,12 +18,34 @@ def _loss(student_out, teacher_out, labels):
         return F.cross_entropy(student_out, labels)
     if isinstance(student_out, torch.Tensor) and student_out.dim() == 2 and student_out.shape[1] > 1:
         return F.kl_div(F.log_softmax(student_out, 1), F.softmax(teacher_out, 1), reduction="batchmean")
-    return F.mse_loss(flat_outputs(student_out), flat_outputs(teacher_out))
+    leaves = [t for t in torch.utils._pytree.tree_leaves(student_out) if isinstance(t, torch.Tensor)]
+    student = torch.cat([t.float().flatten() for t in leaves])
+    return F.mse_loss(student, flat_outputs(teacher_out))
+
+
+def _trainable_weights(gm: torch.fx.GraphModule) -> list[torch.nn.Parameter]:
+    """Constants that feed conv/linear (folded conv-BN weights are plain tensors) become Parameters."""
+    params = []
+    for node in gm.graph.nodes:
+        if node.op != "get_attr":
+            continue
+        owner_path, _, name = node.target.rpartition(".")
+        owner = gm.get_submodule(owner_path) if owner_path else gm
+        value = getattr(owner, name)
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            continue
+        if not isinstance(value, torch.nn.Parameter):
+            if name in owner._buffers:
+                del owner._buffers[name]
+            value = torch.nn.Parameter(value.detach().clone())
+            setattr(owner, name, value)
+        params.append(value)
+    return params
 
 
 def fine_tune(student, teacher, calib, labelled, epochs: int, batch_size: int, device, p: Progress) -> dict:
     teacher = teacher.to(device)
-    params = [t for t in student.parameters() if t.is_floating_point()]
+    params = _trainable_weights(student)
     for t in params:
         t.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=1e-5)

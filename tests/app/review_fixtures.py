@@ -8,6 +8,7 @@ as PT2E does; layers listed in `kept_float` stay float. One layer can be made ha
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,11 @@ class _Builder:
         """Quantize then dequantize an activation, as convert_pt2e leaves it."""
         if not self.quantized or layer is None or not layer["quantized"]:
             return src
-        attrs = {"scale": layer["act_scale"], "zero_point": layer["act_zero_point"]}
+        attrs = {
+            "scale": {"value": layer["act_scale"]},
+            "zero_point": {"value": layer["act_zero_point"]},
+            "qdtype": "uint8",
+        }
         q = self.add(f"{src}_q", "quantize_per_tensor", "quantize", [src], dtype="uint8", attrs=attrs)
         return self.add(f"{src}_dq", "dequantize_per_tensor", "dequantize", [q], dtype="float32", attrs=attrs)
 
@@ -40,12 +45,19 @@ class _Builder:
         extra = {"module": layer["module"], "layer": name, "shape": shape, "dtype": "float32"}
         ins = list(inputs)
         if layer["weight_scale"] is not None:
-            w = self.add(f"{layer['node']}_weight", "get_attr", "constant", shape=[layer["weight_scale"]["channels"]])
+            w = self.add(
+                f"{layer['node']}_weight", "get_attr", "constant", shape=[layer["weight_scale"]["channels"]]
+            )
             if self.quantized and layer["quantized"]:
                 channels = layer["weight_scale"]["channels"]
-                scales = np.linspace(layer["weight_scale"]["min"], layer["weight_scale"]["max"], channels)
-                attrs = {"scale": [round(float(s), 6) for s in scales], "zero_point": [0] * channels, "axis": 0}
-                w = self.add(f"{w}_dq", "dequantize_per_channel", "dequantize", [w], dtype="float32", attrs=attrs)
+                attrs = {
+                    "scale": dict(layer["weight_scale"]),
+                    "zero_point": {"min": 0.0, "max": 0.0, "channels": channels},
+                    "qdtype": "int8",
+                }
+                w = self.add(
+                    f"{w}_dq", "dequantize_per_channel", "dequantize", [w], dtype="float32", attrs=attrs
+                )
             ins.append(w)
         kind = "compute" if (layer["quantized"] or not self.quantized) else "kept_float"
         return self.add(layer["node"], layer["op"], kind, ins, **extra)
@@ -80,7 +92,11 @@ def make_layers(blocks: int, bad: str | None = None, seed: int = 0) -> list[dict
     for b in range(blocks):
         stage = f"layer{b // 2 + 1}.{b % 2}"
         width = 16 * 2 ** min(b // 2, 3)
-        names += [(f"{stage}.conv1", "conv2d", width), (f"{stage}.conv2", "conv2d", width), (f"add_{b}", "add", None)]
+        names += [
+            (f"{stage}.conv1", "conv2d", width),
+            (f"{stage}.conv2", "conv2d", width),
+            (f"add_{b}", "add", None),
+        ]
     names.append(("fc", "linear", 10))
     return [_layer(n, op, ch, rng, n == bad) for n, op, ch in names]
 
@@ -88,7 +104,10 @@ def make_layers(blocks: int, bad: str | None = None, seed: int = 0) -> list[dict
 def build_graph(layers: list[dict], quantized: bool, kept_float=()) -> GraphDoc:
     """The float or quantized GraphDoc of the ResNet-shaped model described by `layers`."""
     b = _Builder(quantized)
-    by_name = {layer["name"]: dict(layer, quantized=layer["quantized"] and layer["name"] not in kept_float) for layer in layers}
+    by_name = {
+        layer["name"]: dict(layer, quantized=layer["quantized"] and layer["name"] not in kept_float)
+        for layer in layers
+    }
     x = b.add("x", "placeholder", "input", shape=["batch", 3, 32, 32], dtype="float32")
     x = b.qdq(x, by_name["conv1"])
     x = b.layer_node(by_name["conv1"], [x], ["batch", 16, 32, 32])
@@ -113,6 +132,18 @@ def build_graph(layers: list[dict], quantized: bool, kept_float=()) -> GraphDoc:
     x = b.layer_node(by_name["fc"], [x], ["batch", 10])
     b.add("output", "output", "output", [x], shape=["batch", 10], dtype="float32")
     return GraphDoc(name="quantized" if quantized else "float", nodes=b.nodes, edges=b.edges)
+
+
+def random_dag(n: int, seed: int = 0) -> GraphDoc:
+    """Nodes in order, each fed by one to three of the 25 before it: a wide, crossing-heavy DAG."""
+    rng = random.Random(seed)
+    nodes = [GraphNode(id=f"n{i}", label=f"n{i}", op="op") for i in range(n)]
+    edges = [
+        GraphEdge(f"n{j}", f"n{i}")
+        for i in range(1, n)
+        for j in {rng.randrange(max(0, i - 25), i) for _ in range(rng.randint(1, 3))}
+    ]
+    return GraphDoc("random", nodes, edges)
 
 
 def synthetic_graph(approx_nodes: int, seed: int = 0) -> GraphDoc:
@@ -169,23 +200,64 @@ def make_run_dir(
         "schema": 1,
         "run_id": run_id,
         "created_at": "2025-01-01T12:00:00+00:00",
-        "model": {"path": "model.pt2", "sha256": "0" * 64, "format": "pt2", "params": 1_200_000,
-                  "inputs": [{"name": "x", "shape": ["batch", 3, 32, 32], "dtype": "float32"}]},
+        "model": {
+            "path": "model.pt2",
+            "sha256": "0" * 64,
+            "format": "pt2",
+            "params": 1_200_000,
+            "inputs": [{"name": "x", "shape": ["batch", 3, 32, 32], "dtype": "float32"}],
+        },
         "preset": "onnxruntime",
-        "options": {"model": "model.pt2", "out_dir": str(path), "preset": "onnxruntime", "keep_float": list(kept_float)},
+        "options": {
+            "model": "model.pt2",
+            "out_dir": str(path),
+            "preset": "onnxruntime",
+            "keep_float": list(kept_float),
+        },
         "device": "cpu",
-        "calibration": {"source": "synthetic", "samples": 64, "batch_size": 8, "seconds": 1.5, "synthetic": True, "skipped": 0},
+        "calibration": {
+            "source": "synthetic",
+            "samples": 64,
+            "batch_size": 8,
+            "seconds": 1.5,
+            "synthetic": True,
+            "skipped": 0,
+        },
         "qat": None,
-        "artifacts": {"int8_onnx": "model.int8.onnx", "int8_pt2": "model.int8.pt2", "float_onnx": "model.float.onnx",
-                      "graph": "graph.json", "tensors": "tensors.npz", "html": "report.html"},
-        "metrics": {"output_sqnr_db": 31.4, "onnx_parity_sqnr_db": 48.2, "size_float_bytes": 4_800_000,
-                    "size_int8_bytes": 1_250_000, "latency_float_ms": 19.0, "latency_int8_ms": 5.5, "speedup": 3.45,
-                    "onnx_checker": "ok", "top1_agreement": 0.97, "accuracy_float": None, "accuracy_int8": None},
+        "artifacts": {
+            "int8_onnx": "model.int8.onnx",
+            "int8_pt2": "model.int8.pt2",
+            "float_onnx": "model.float.onnx",
+            "graph": "graph.json",
+            "tensors": "tensors.npz",
+            "html": "report.html",
+        },
+        "metrics": {
+            "output_sqnr_db": 31.4,
+            "onnx_parity_sqnr_db": 48.2,
+            "size_float_bytes": 4_800_000,
+            "size_int8_bytes": 1_250_000,
+            "latency_float_ms": 19.0,
+            "latency_int8_ms": 5.5,
+            "speedup": 3.45,
+            "onnx_checker": "ok",
+            "top1_agreement": 0.97,
+            "accuracy_float": None,
+            "accuracy_int8": None,
+        },
         "layers": layers,
         "unfused": [{"op": "BatchNormalization", "name": "bn_7", "reason": "standalone BatchNorm after ReLU"}]
-        if unfused is None else unfused,
-        "timings": {"load_s": 0.2, "capture_s": 1.1, "prepare_s": 0.3, "calibrate_s": 1.5, "convert_s": 0.4,
-                    "analyse_s": 0.9, "export_s": 1.2},
+        if unfused is None
+        else unfused,
+        "timings": {
+            "load_s": 0.2,
+            "capture_s": 1.1,
+            "prepare_s": 0.3,
+            "calibrate_s": 1.5,
+            "convert_s": 0.4,
+            "analyse_s": 0.9,
+            "export_s": 1.2,
+        },
         "warnings": ["Calibrated on synthetic data: accuracy figures are only indicative."],
     }
     (path / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")

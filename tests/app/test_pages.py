@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import json
 from pathlib import Path
 
 import pytest
@@ -19,8 +19,6 @@ from app.widgets.compare import CompareDialog
 from core.jobs.spec import QuantizeOptions
 from core.presets import DEFAULT_PRESET, PRESETS
 from core.store import open_store
-
-SAMPLE_RUN = resource_path().parent / "runs" / "sample"
 
 
 def test_preset_cards_and_advanced_options(qtbot):
@@ -82,16 +80,39 @@ def test_run_page_shows_stages_progress_and_failure_details(qtbot):
     assert page.start_button.isEnabled()
 
 
+METRICS = {
+    "output_sqnr_db": 35.7,
+    "onnx_parity_sqnr_db": 51.2,
+    "onnx_checker": "ok",
+    "size_float_bytes": 465_857,
+    "size_int8_bytes": 231_611,
+    "latency_float_ms": 0.317,
+    "latency_int8_ms": 0.187,
+    "speedup": 1.693,
+}
+
+
 @pytest.fixture
-def sample_run(tmp_path):
-    if not (SAMPLE_RUN / "report.json").is_file():
-        pytest.skip("runs/sample is produced by the engine's own sample run")
-    return Path(shutil.copytree(SAMPLE_RUN, tmp_path / "run"))
+def sample_run(tmp_path) -> Path:
+    """A run folder as docs/formats.md describes it, with the files the Export page reads."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.int8.onnx").write_bytes(b"onnx" * 1000)
+    (run / "model.int8.pt2").write_bytes(b"pt2" * 1000)
+    report = {
+        "schema": 1,
+        "run_id": 7,
+        "model": {"path": "/models/demo/model.pt2"},
+        "preset": "onnxruntime",
+        "artifacts": {"int8_onnx": "model.int8.onnx", "int8_pt2": "model.int8.pt2", "html": "report.html"},
+        "metrics": METRICS,
+        "warnings": ["calibrated on 8 samples only"],
+    }
+    (run / "report.json").write_text(json.dumps(report))
+    return run
 
 
 def test_export_copies_the_onnx_and_shows_validation(qtbot, settings, sample_run, tmp_path):
-    import json
-
     page = ExportPage(settings)
     qtbot.addWidget(page)
     assert not page.export_button.isEnabled()
@@ -99,6 +120,8 @@ def test_export_copies_the_onnx_and_shows_validation(qtbot, settings, sample_run
     page.set_run(str(sample_run), report)
     texts = [page.checks.itemAt(i).widget().text() for i in range(page.checks.count())]
     assert "ONNX checker" in texts and "Size" in texts and "Speed (ONNX Runtime CPU)" in texts
+    assert "1.69× faster per input on this computer." in texts
+    assert "8 samples" in page.warnings.label.text()
     dest = tmp_path / "out" / "demo.int8.onnx"
     page.destination.set_path(str(dest))
     with qtbot.waitSignal(page.exported, timeout=30_000):
@@ -145,3 +168,20 @@ def test_history_filters_sorts_compares_and_deletes(qtbot, db_path, tmp_path, mo
     page.delete_selected()
     assert [r["id"] for r in page.runs] == [c]
     store.close()
+
+
+def test_window_remembers_geometry_and_recent_models(qtbot, settings, db_path):
+    from app.window import MainWindow
+
+    first = MainWindow(JobClient(), settings, db_path=db_path)
+    qtbot.addWidget(first)
+    first.show()
+    qtbot.waitExposed(first)
+    first.resize(700, 500)
+    settings.add_recent_model("/models/a.pt2")
+    first.close()
+    second = MainWindow(JobClient(), settings, db_path=db_path)
+    qtbot.addWidget(second)
+    assert (second.width(), second.height()) == (700, 500)
+    recent = second.pages["model"].recent
+    assert recent.item(0).data(Qt.ItemDataRole.UserRole) == "/models/a.pt2"

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import random
+from itertools import pairwise
 
 from core.graph_layout import compute_layout, layered_layout
 from core.graphdoc import GraphDoc, GraphEdge, GraphNode
+from tests.app.review_fixtures import random_dag
 
 NODE_W = 170.0
 
 
-def random_dag(n: int, seed: int = 0) -> GraphDoc:
-    rng = random.Random(seed)
-    nodes = [GraphNode(id=f"n{i}", label=f"n{i}", op="op") for i in range(n)]
-    edges = [
-        GraphEdge(f"n{j}", f"n{i}")
-        for i in range(1, n)
-        for j in {rng.randrange(max(0, i - 25), i) for _ in range(rng.randint(1, 3))}
-    ]
-    return GraphDoc("random", nodes, edges)
-
-
 def doc_of(edges: list[tuple[str, str]], extra=()) -> GraphDoc:
     ids = dict.fromkeys([*extra, *(x for e in edges for x in e)])
-    return GraphDoc("g", [GraphNode(id=i, label=i, op="op") for i in ids], [GraphEdge(a, b) for a, b in edges])
+    return GraphDoc(
+        "g", [GraphNode(id=i, label=i, op="op") for i in ids], [GraphEdge(a, b) for a, b in edges]
+    )
 
 
 def test_every_edge_of_a_300_node_dag_points_down():
@@ -40,7 +32,7 @@ def test_nodes_in_a_row_do_not_overlap():
         rows.setdefault(y, []).append(x)
     for xs in rows.values():
         xs.sort()
-        assert all(b - a >= NODE_W + 20.0 - 1e-6 for a, b in zip(xs, xs[1:]))
+        assert all(b - a >= NODE_W + 20.0 - 1e-6 for a, b in pairwise(xs))
 
 
 def test_long_edges_get_bend_points_between_their_ends():
@@ -67,7 +59,9 @@ def test_a_cycle_is_laid_out_without_hanging():
 
 def test_empty_graph_and_unknown_edge_ends():
     assert compute_layout(GraphDoc("e", [], [])).positions == {}
-    doc = GraphDoc("g", [GraphNode(id="a", label="a", op="op")], [GraphEdge("a", "ghost"), GraphEdge("a", "a")])
+    doc = GraphDoc(
+        "g", [GraphNode(id="a", label="a", op="op")], [GraphEdge("a", "ghost"), GraphEdge("a", "a")]
+    )
     assert list(layered_layout(doc)) == ["a"]
 
 

@@ -1,0 +1,181 @@
+"""Every model shape the engine must handle, quantized with the default preset and checked with numbers.
+
+Op counts come from onnxruntime's own optimised graph (what really runs); SQNR bounds are against the
+float model on the calibration inputs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.jobs.spec import QuantizeOptions
+
+pytestmark = pytest.mark.slow
+
+
+def quantize(path, out, **kw):
+    from core.engine.pipeline import quantize as run
+
+    kw.setdefault("samples", 16)
+    return run(QuantizeOptions(model=str(path), out_dir=str(out), **kw))
+
+
+def quantized_ops(out) -> list[str]:
+    graphs = json.loads((out / "graph.json").read_text())
+    return [n["op"] for n in graphs["quantized"]["nodes"]]
+
+
+@pytest.mark.parametrize(
+    ("name", "fused"),
+    [
+        ("conv_bn_relu", {"QLinearConv": 2}),
+        ("residual_add", {"QLinearConv": 2, "QLinearAdd": 1}),
+        ("linear", {"QGemm": 2}),
+        ("depthwise", {"QLinearConv": 3}),
+        ("conv1d", {"QLinearConv": 4, "QGemm": 1, "QLinearGlobalAveragePool": 1}),
+        ("bn_after_relu", {"QLinearConv": 3}),
+    ],
+)
+def test_default_preset_fuses_every_compute_op(zoo_pt2, tmp_path, name, fused):
+    report = quantize(zoo_pt2(name), tmp_path)
+    m = report["metrics"]
+    counts = m["ort_op_counts"]
+    for op, n in fused.items():
+        assert counts.get(op, 0) == n, (op, counts)
+    for float_op in ("Conv", "Gemm", "MatMul", "BatchNormalization"):
+        assert counts.get(float_op, 0) == 0, counts
+    assert report["unfused"] == []
+    assert m["output_sqnr_db"] >= 30, m
+    assert m["onnx_parity_sqnr_db"] >= 35, m
+    assert m["onnx_checker"] == "ok"
+    assert "batch_norm" not in quantized_ops(tmp_path)
+    assert all(layer["quantized"] for layer in report["layers"])
+
+
+def test_bn_after_conv_is_folded_and_lone_bn_still_quantizes(zoo_pt2, tmp_path):
+    report = quantize(zoo_pt2("conv1d"), tmp_path)
+    ops = quantized_ops(tmp_path)
+    assert "batch_norm" not in ops and "_native_batch_norm_legit_no_training" not in ops
+    # conv1, conv2, conv3 and the depthwise conv that replaced the BN after ReLU
+    assert ops.count("conv1d") == 4
+    assert report["metrics"]["output_sqnr_db"] >= 30
+
+
+def test_resnet18_shape_meets_accuracy_bounds(zoo_pt2, tmp_path):
+    report = quantize(zoo_pt2("resnet18"), tmp_path, samples=32)
+    m = report["metrics"]
+    assert m["output_sqnr_db"] >= 30, m
+    assert m["onnx_parity_sqnr_db"] >= 35, m
+    counts = m["ort_op_counts"]
+    assert counts.get("QLinearConv") == 20 and counts.get("QLinearAdd") == 8 and counts.get("QGemm") == 1
+    assert m["size_int8_bytes"] < 0.3 * m["size_float_bytes"]
+    assert len(report["layers"]) == 29  # 20 conv + 8 add + fc
+
+
+def test_transformer_block_with_dynamic_preset(zoo_pt2, tmp_path):
+    report = quantize(zoo_pt2("encoder"), tmp_path, preset="x86-inductor-dynamic")
+    ops = quantized_ops(tmp_path)
+    assert ops.count("choose_qparams") == 4  # one per Linear input: qkv, proj, ff1, ff2
+    assert report["metrics"]["output_sqnr_db"] >= 30
+    assert report["metrics"]["onnx_parity_sqnr_db"] >= 35
+    assert {"layer_norm", "softmax", "matmul"} <= set(ops)
+
+
+def test_run_directory_is_complete(zoo_pt2, tmp_path):
+    report = quantize(zoo_pt2("residual_add"), tmp_path)
+    for name in report["artifacts"].values():
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert not list(tmp_path.glob(".*.part*"))
+    on_disk = json.loads((tmp_path / "report.json").read_text())
+    for key in ("schema", "run_id", "model", "preset", "options", "device", "calibration", "artifacts", "metrics", "layers", "warnings"):
+        assert key in on_disk
+    layer = on_disk["layers"][0]
+    for key in ("name", "op", "module", "quantized", "weight_scale", "act_scale", "act_zero_point", "act_min", "act_max", "sqnr_db"):
+        assert key in layer
+    assert on_disk["calibration"]["synthetic"] is True
+    assert any("SYNTHETIC" in w for w in on_disk["warnings"])
+    import numpy as np
+
+    tensors = np.load(tmp_path / "tensors.npz")
+    assert any(k.startswith("act_hist::") for k in tensors.files)
+    assert tensors["out_float"].shape == tensors["out_int8"].shape
+
+
+def test_int8_pt2_reloads_and_matches(zoo_pt2, tmp_path):
+    import torch
+
+    report = quantize(zoo_pt2("conv_bn_relu"), tmp_path)
+    ep = torch.export.load(str(tmp_path / "model.int8.pt2"))
+    x = torch.randn(3, 3, 32, 32)
+    out = ep.module()(x)
+    assert out.shape == (3, 8, 32, 32)
+    assert report["model"]["inputs"][0]["shape"] == ["N", 3, 32, 32]
+
+
+def test_keep_float_layer_stays_float(zoo_pt2, tmp_path):
+    report = quantize(zoo_pt2("conv_bn_relu"), tmp_path, keep_float=("head",))
+    by_name = {layer["name"]: layer for layer in report["layers"]}
+    assert by_name["head"]["quantized"] is False and by_name["head"]["kept_float"] is True
+    assert by_name["conv"]["quantized"] is True
+    kinds = {n["label"]: n["kind"] for n in json.loads((tmp_path / "graph.json").read_text())["quantized"]["nodes"]}
+    assert kinds["head"] == "kept_float"
+    assert report["metrics"]["ort_op_counts"].get("Conv") == 1
+    assert any("keep-in-float" in u["reason"] or "not quantized" in u["reason"] for u in report["unfused"])
+
+
+def test_qat_fine_tunes_and_folds(zoo_pt2, tmp_path):
+    events = []
+    from core.engine.pipeline import quantize as run
+    from core.progress import Progress
+
+    report = run(
+        QuantizeOptions(model=str(zoo_pt2("conv_bn_relu")), out_dir=str(tmp_path), samples=16, qat_epochs=2),
+        Progress(events.append),
+    )
+    assert report["qat"]["epochs"] == 2 and len(report["qat"]["losses"]) == 2
+    assert any("loss" in e for e in events if e["type"] == "progress")
+    assert "batch_norm" not in quantized_ops(tmp_path)
+    assert report["metrics"]["output_sqnr_db"] >= 25
+
+
+def test_reference_representation_pt2(zoo_pt2, tmp_path):
+    import torch
+
+    report = quantize(zoo_pt2("linear"), tmp_path, reference_representation=True)
+    assert report["metrics"]["onnx_parity_sqnr_db"] >= 35
+    ep = torch.export.load(str(tmp_path / "model.int8.pt2"))
+    ops = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    # weights are dequantized by explicit integer arithmetic (clamp, int32 subtract) instead of Q/DQ ops
+    assert any("aten.sub.Tensor" in o for o in ops) and any("aten.clamp" in o for o in ops)
+
+
+@pytest.mark.parametrize("preset", ["x86-inductor", "arm-inductor", "xnnpack"])
+def test_other_static_presets(zoo_pt2, tmp_path, preset):
+    report = quantize(zoo_pt2("residual_add"), tmp_path, preset=preset, export_onnx=False)
+    assert report["metrics"]["output_sqnr_db"] >= 25
+    assert sum(layer["quantized"] for layer in report["layers"]) >= 2
+
+
+def test_tensorrt_preset_is_symmetric_int8(zoo_pt2, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    quantize(zoo_pt2("residual_add"), tmp_path, preset="tensorrt")
+    model = onnx.load(str(tmp_path / "model.int8.onnx"))
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        for a in n.attribute:
+            if a.name == "value" and n.op_type == "Constant":
+                consts[n.output[0]] = numpy_helper.to_array(a.t)
+    zps = [consts[n.input[2]] for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+    assert zps, "no Q/DQ found"
+    assert all(z.dtype.name == "int8" for z in zps)
+    assert all((z == 0).all() for z in zps)
+    conv_inputs = {i for n in model.graph.node if n.op_type in ("Conv", "Add") for i in n.input}
+    dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    for n in model.graph.node:
+        if n.op_type == "Conv":
+            assert n.input[0] in dq_outputs and n.input[1] in dq_outputs
+    assert conv_inputs
