@@ -127,39 +127,39 @@ def _quantize(args) -> int:
         return EXIT_OK
 
     printer = _ConsolePrinter()
-    result = run_quantize(opts, printer)
-    printer.done()
+    try:
+        result = run_quantize(opts, printer)
+    finally:
+        printer.done()
     _summary(result)
     return EXIT_OK
 
 
 class _ConsolePrinter:
-    """One updating progress line on a terminal; plain lines when stderr is a file."""
+    """One progress line that rewrites itself on a terminal, erased at the end so an error stays the
+    only line; scripts (stderr not a terminal) get no progress chatter, --json-progress is for them."""
 
     def __init__(self):
         self.tty = sys.stderr.isatty()
+        self.stage = ""
         self.last = 0.0
 
     def __call__(self, event: dict) -> None:
         kind = event["type"]
-        if kind == "progress":
+        if kind == "stage":
+            self.stage = event["name"]
+        elif kind == "progress" and self.tty:
             now = time.monotonic()
-            if not self.tty and now - self.last < 2:
+            if now - self.last < 0.1 and event["fraction"] < 1:
                 return
             self.last = now
             eta = f", about {event['eta_s']:.0f} s left" if event.get("eta_s") else ""
-            line = f"[{event['fraction'] * 100:5.1f}%] {event['message']}{eta}"
-            print(f"\r{line[:100]:<100}" if self.tty else line, end="" if self.tty else "\n", file=sys.stderr)
-        elif kind == "stage":
-            if self.tty:
-                print(file=sys.stderr)
-            print(f"== {event['name']}", file=sys.stderr)
-        elif kind == "warning":
-            print(f"\nWARNING: {event['message']}", file=sys.stderr)
+            line = f"[{event['fraction'] * 100:5.1f}%] {self.stage}: {event['message']}{eta}"
+            print(f"\r\033[K{line[:120]}", end="", file=sys.stderr, flush=True)
 
     def done(self) -> None:
         if self.tty:
-            print(file=sys.stderr)
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
 def _summary(result: dict) -> None:
@@ -224,7 +224,8 @@ def _runs(args) -> int:
         return EXIT_OK
     for r in runs:
         sq = (r.get("metrics") or {}).get("output_sqnr_db")
-        print(f"{r['id']:5d} {r['status']:<11} {r['preset']:<20} {r['started_at'] or '':<26} {sq if sq is not None else '':>8} {r['model_path']}")
+        started = (r["started_at"] or "")[:19].replace("T", " ")
+        print(f"{r['id']:5d} {r['status']:<11} {r['preset']:<20} {started:<19} {sq if sq is not None else '':>8} {r['model_path']}")
     return EXIT_OK
 
 

@@ -12,8 +12,11 @@ _logging.getLogger("torchao").setLevel(_logging.ERROR)  # before torchao's impor
 
 import torch as _torch  # noqa: E402  (torch configures its loggers on import; quieten them after)
 
-for _name in ("torch.utils._pytree", "torch.onnx", "torch._export", "torch.export", "onnxscript"):
-    _logging.getLogger(_name).setLevel(_logging.ERROR)
+import torch.fx.experimental.symbolic_shapes  # noqa: E402,F401  (registers the loggers silenced below)
+
+for _name in list(_logging.root.manager.loggerDict):
+    if _name.split(".")[0] in ("torch", "torchao", "onnxscript"):
+        _logging.getLogger(_name).setLevel(_logging.CRITICAL)  # failures reach the user as exceptions
 _warnings.filterwarnings("ignore", module=r"torch\..*")
 _warnings.filterwarnings("ignore", module=r"torchao\..*")
 _warnings.filterwarnings("ignore", module=r"onnxscript\..*")

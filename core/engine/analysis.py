@@ -31,7 +31,8 @@ def op_name(node: Node) -> str:
 
 
 def is_quant(node: Node) -> bool:
-    return node.op == "call_function" and any(k in str(node.target) for k in QUANT_OPS)
+    name = str(node.target)
+    return node.op == "call_function" and "dequantize" not in name and any(k in name for k in QUANT_OPS)
 
 
 def is_dequant(node: Node) -> bool:

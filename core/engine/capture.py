@@ -6,6 +6,8 @@ so capture always uses example inputs of batch >= 2 and `torch.export.Dim` on di
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import traceback
 from dataclasses import dataclass
@@ -50,6 +52,12 @@ def _has_symbolic_batch(ep: torch.export.ExportedProgram) -> bool:
     return False
 
 
+def _export(module, inputs, dynamic_shapes=None):
+    """torch.export without the partial graph it prints to stderr on failure; we explain instead."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        return torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes)
+
+
 def capture(loaded: LoadedModel) -> Captured:
     warnings: list[str] = []
     ep = loaded.exported
@@ -59,14 +67,14 @@ def capture(loaded: LoadedModel) -> Captured:
     module = loaded.module
     inputs = _batch2(loaded.example_inputs)
     try:
-        ep = torch.export.export(module, inputs, dynamic_shapes=batch_dynamic_shapes(inputs))
+        ep = _export(module, inputs, batch_dynamic_shapes(inputs))
         if not _has_symbolic_batch(ep):
             raise ValueError("the exported graph specialised the batch dimension")
         return Captured(ep.module(), inputs, None, warnings)
     except Exception as dyn_error:
         fixed = loaded.example_inputs
         try:
-            gm = torch.export.export(module, tuple(fixed)).module()
+            gm = _export(module, tuple(fixed)).module()
         except Exception as e:
             raise UserError(explain_capture_error(e, loaded.source_file)) from e
         batch = int(fixed[0].shape[0])

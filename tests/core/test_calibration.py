@@ -1,0 +1,82 @@
+"""Calibration readers: image folders (with unreadable files), .npy, .npz, synthetic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.engine import calibration as cal
+from core.errors import UserError
+
+IMG = [cal.InputSpec("x", (3, 32, 32), torch.float32)]
+
+
+def make_images(folder, n, size=(48, 40)):
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        arr = rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)
+        fmt = ["png", "jpg", "bmp", "webp"][i % 4]
+        Image.fromarray(arr).save(folder / ("sub" if i % 2 else "") / f"img{i}.{fmt}")
+
+
+def test_image_folder_recursive_with_corrupt_file(tmp_path):
+    make_images(tmp_path, 8)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    data = cal.load_calibration(str(tmp_path), IMG, samples=100)
+    assert len(data) == 8
+    assert data.skipped == ["broken.png"]
+    assert data.inputs[0].shape == (8, 3, 32, 32)
+    # ImageNet normalisation: values leave [0, 1]
+    assert data.inputs[0].min() < 0 and data.inputs[0].max() > 1
+
+
+def test_image_folder_respects_sample_count_and_no_normalisation(tmp_path):
+    make_images(tmp_path, 8)
+    data = cal.load_calibration(str(tmp_path), IMG, samples=3, normalize="none")
+    assert len(data) == 3
+    assert 0 <= float(data.inputs[0].min()) and float(data.inputs[0].max()) <= 1
+
+
+def test_grayscale_model(tmp_path):
+    make_images(tmp_path, 2)
+    data = cal.load_calibration(str(tmp_path), [cal.InputSpec("x", (1, 16, 16), torch.float32)], 10, "0.5/0.25")
+    assert data.inputs[0].shape == (2, 1, 16, 16)
+
+
+def test_custom_normalisation_is_validated():
+    with pytest.raises(UserError, match="normalize"):
+        cal.parse_normalize("fast")
+    assert cal.parse_normalize("0.5,0.5,0.5/0.2,0.2,0.2") == ((0.5,) * 3, (0.2,) * 3)
+
+
+def test_npz_by_input_name(tmp_path):
+    specs = [cal.InputSpec("a", (4,), torch.float32), cal.InputSpec("b", (2, 2), torch.float32)]
+    np.savez(tmp_path / "d.npz", a=np.ones((5, 4), np.float32), b=np.ones((5, 2, 2), np.float64))
+    data = cal.load_calibration(str(tmp_path / "d.npz"), specs, 3)
+    assert [t.shape for t in data.inputs] == [(3, 4), (3, 2, 2)]
+    assert data.inputs[1].dtype == torch.float32
+    batches = list(data.batches(2))
+    assert [b[0].shape[0] for b in batches] == [2, 1]
+
+
+def test_npz_different_sample_counts(tmp_path):
+    specs = [cal.InputSpec("a", (4,), torch.float32), cal.InputSpec("b", (4,), torch.float32)]
+    np.savez(tmp_path / "d.npz", a=np.ones((5, 4), np.float32), b=np.ones((4, 4), np.float32))
+    with pytest.raises(UserError, match="different sample counts"):
+        cal.load_calibration(str(tmp_path / "d.npz"), specs, 10)
+
+
+def test_synthetic_is_flagged():
+    data = cal.load_calibration(None, IMG, 6)
+    assert data.synthetic and len(data) == 6
+
+
+def test_labelled_folder_uses_classes_txt(tmp_path):
+    for cls in ("0_cat", "1_dog"):
+        make_images(tmp_path / cls, 2)
+    (tmp_path / "classes.txt").write_text("cat\ndog\n")
+    xs, ys, classes = cal.load_labelled_folder(str(tmp_path), IMG, "imagenet")
+    assert classes == ["0_cat", "1_dog"] and sorted(set(ys.tolist())) == [0, 1] and len(xs) == 4
