@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -279,7 +280,11 @@ def _calibrate(prepared, calib, batch_size: int, device, p: Progress) -> None:
 def _save_pt2(module, example_inputs, dynamic: bool, path: Path) -> None:
     dyn = batch_dynamic_shapes(example_inputs) if dynamic else None
     ep = torch.export.export(module, tuple(example_inputs), dynamic_shapes=dyn)
-    torch.export.save(ep, str(path))
+    # Serialise in memory: torch's zip writer aborts the whole process when the disk fills up mid-write,
+    # while a plain Python write raises an OSError that becomes a clear message.
+    buffer = io.BytesIO()
+    torch.export.save(ep, buffer)
+    path.write_bytes(buffer.getvalue())
 
 
 def _save_int8_pt2(path: Path, converted, reference, ex, dynamic: bool, warnings: list[str]) -> None:
