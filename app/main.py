@@ -74,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return SelfTest(app, Path(args.self_test), db=args.db, launched=launched).run()
 
-    client = JobClient()
-    client.start()
-    window = MainWindow(client, Settings(), db_path=args.db)
+    window = MainWindow(JobClient(), Settings(), db_path=args.db)
     if args.model or args.demo:
         window.firstPainted.connect(
             lambda: window.open_path(args.model) if args.model else window.open_demo()

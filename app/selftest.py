@@ -108,10 +108,8 @@ class SelfTest:
     def run(self) -> int:
         self.out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="qdq-selftest-") as tmp:
-            client = JobClient()
-            client.start()
             db = self.db or str(Path(tmp) / "history.sqlite")
-            window = MainWindow(client, Settings(str(Path(tmp) / "settings.ini")), db_path=db)
+            window = MainWindow(JobClient(), Settings(str(Path(tmp) / "settings.ini")), db_path=db)
             window.resize(*WINDOW_SIZE)
             window.show()
             try:

@@ -1,8 +1,8 @@
 """The main window: a page list on the left, one page at a time on the right, the worker in the status bar.
 
 The window owns the flow between pages (model → preset → calibration → run → review → export) and the
-current run; pages only know their own form. Heavy imports (the review plots, the database layer) wait
-until after the first paint so the window shows up quickly.
+current run; pages only know their own form. The worker process and the heavy imports (the review
+plots, the database layer) wait until after the first paint so the window shows up quickly.
 """
 
 from __future__ import annotations
@@ -197,7 +197,9 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self._after_first_paint)
 
     def _after_first_paint(self) -> None:
-        """Work that can wait until the user sees the window: the review views and the history."""
+        """Work that waits until the user sees the window: the worker (it loads PyTorch while the user
+        reads the first page), the device list, the history and the review views."""
+        self.client.start()
         self.firstPainted.emit()
         self.pages["calib"].request_devices()
         self._open_store()

@@ -269,9 +269,12 @@ class OpQuantizer(Quantizer):
             src = node.args[0]
             if not (_is_tensor(src) and _has_quantized_output(src)):
                 continue
+            # Averaging narrows the range: it gets its own scale (QLinearGlobalAveragePool takes two);
+            # pools and reshapes that only move values share the input's, so runtimes drop their Q/DQ.
+            averaging = node.target in AVERAGING_OPS
             node.meta[Q_KEY] = QuantizationAnnotation(
                 input_qspec_map={src: self.act},
-                output_qspec=SharedQuantizationSpec((src, node)),
+                output_qspec=self.act if averaging else SharedQuantizationSpec((src, node)),
                 _annotated=True,
             )
 
