@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from app import keep_bools_alive, root_dir
+from app import root_dir
 from core.jobs.spec import Event, JobSpec
 
 CANCEL_GRACE_MS = 3000
@@ -169,7 +169,6 @@ class JobClient(QObject):
             self._stderr_tail.extend(line for line in text.splitlines() if line.strip())
 
     def _handle_line(self, line: str) -> None:
-        keep_bools_alive()
         if not line:
             return
         try:
