@@ -8,6 +8,7 @@ batch-norm left, convert_pt2e also skips its slow conv-BN pattern search.
 
 from __future__ import annotations
 
+import importlib
 import operator
 
 import torch
@@ -115,8 +116,43 @@ def global_pool_as_mean(gm: GraphModule) -> int:
     return count
 
 
+def split_shared_module_calls(gm: GraphModule) -> int:
+    """Give each call of a module used twice (one nn.ReLU applied in two places) its own source.
+
+    torchao's inductor quantizers group nodes by the module that made them; two calls of one module
+    then form one partition with two outputs, which they reject. A per-call source keeps them apart.
+    """
+    by_module: dict[str, list[Node]] = {}
+    for node in gm.graph.nodes:
+        stack = node.meta.get("nn_module_stack") if node.op == "call_function" else None
+        if stack and "source_fn_stack" not in node.meta:
+            by_module.setdefault(list(stack.values())[-1][0], []).append(node)
+    count = 0
+    for nodes in by_module.values():
+        targets = [n.target for n in nodes]
+        for node in nodes:
+            if targets.count(node.target) < 2:
+                continue
+            cls = _module_class(list(node.meta["nn_module_stack"].values())[-1][1])
+            if cls is not None:
+                node.meta["source_fn_stack"] = [(node.name, cls)]
+                count += 1
+    return count
+
+
+def _module_class(cls_or_name):
+    if isinstance(cls_or_name, type):
+        return cls_or_name
+    module, _, name = str(cls_or_name).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
 def prepare_graph(gm: GraphModule) -> int:
     """All rewrites, in place; returns how many lone batch-norms became convs."""
+    split_shared_module_calls(gm)
     _fuse_conv_bn_(gm)
     global_pool_as_mean(gm)
     return bn_to_depthwise_conv(gm)
