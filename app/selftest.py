@@ -203,12 +203,25 @@ class SelfTest:
         self.result["graph_nodes"] = int(review.graph_node_count())
         self.result["layer_rows"] = int(review.layer_row_count())
         self._shot(w, "review")
+        worst = review.worst_layer()
+        if worst:
+            review.select_layers([worst])  # plots and the side panel show real content, not "select a layer"
+            settle(0.3)
         for name, widget in review.screenshot_targets().items():
             review.show_target(name)
             settle(0.3)
             self._shot_widget(widget, f"review-{name}")
         if not self.result["graph_nodes"] or not self.result["layer_rows"]:
             raise StepFailed("the review page shows no graph nodes or no layers")
+
+        self._step("sensitivity")
+        ranked: list[dict] = []
+        review.sensitivity.shown.connect(ranked.append)
+        w.rank_sensitivity(40.0)  # above the demo's all-int8 SQNR, so Auto has to pick layers
+        wait_until(lambda: bool(ranked), 300, "the sensitivity ranking")
+        review.show_target("sensitivity")
+        settle(0.3)
+        self._shot_widget(review.screenshot_targets()["sensitivity"], "review-sensitivity")
 
         self._step("run page")
         w.show_page("run")

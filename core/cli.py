@@ -36,11 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (observers run there)")
     q.add_argument("--qat-epochs", type=int, default=0, help="fine-tune N epochs (quantization-aware)")
     q.add_argument("--labels", help="labelled image folder (one subfolder per class) for accuracy / QAT")
-    q.add_argument("--keep-float", action="append", default=[], metavar="PATTERN", help="layers to keep in float")
+    q.add_argument(
+        "--keep-float", action="append", default=[], metavar="PATTERN", help="layers to keep in float"
+    )
     q.add_argument("--observer", choices=OBSERVERS, help="activation observer (default: the preset's)")
     q.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
-    q.add_argument("--reference-representation", action="store_true", help="integer reference ops in the .pt2")
-    q.add_argument("--normalize", default="imagenet", help="imagenet, none, or 'm1,m2,m3/s1,s2,s3' for images")
+    q.add_argument(
+        "--reference-representation", action="store_true", help="integer reference ops in the .pt2"
+    )
+    q.add_argument(
+        "--normalize", default="imagenet", help="imagenet, none, or 'm1,m2,m3/s1,s2,s3' for images"
+    )
     q.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and its checks")
     q.add_argument("--trust-code", action="store_true", help="allow running a .py recipe's code")
     q.add_argument("--db", help="project history database (default: the user data folder)")
@@ -66,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit becomes an error we explain
     try:
-        return {"quantize": _quantize, "inspect": _inspect, "presets": _presets, "runs": _runs}[args.command](args)
+        return {"quantize": _quantize, "inspect": _inspect, "presets": _presets, "runs": _runs}[args.command](
+            args
+        )
     except (KeyboardInterrupt, Cancelled):
         print("qdq: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
@@ -121,7 +129,10 @@ def _quantize(args) -> int:
         try:
             result = run_quantize(opts, emit)
         except UserError as e:
-            print(Event("error", "cli", {"message": str(e), "details": "", "user_error": True}).to_json(), flush=True)
+            print(
+                Event("error", "cli", {"message": str(e), "details": "", "user_error": True}).to_json(),
+                flush=True,
+            )
             raise
         print(Event("result", "cli", result).to_json(), flush=True)
         return EXIT_OK
@@ -174,7 +185,9 @@ def _summary(result: dict) -> None:
     print(f"  output SQNR vs float  {f('output_sqnr_db', ' dB')}")
     print(f"  ONNX parity           {f('onnx_parity_sqnr_db', ' dB')}")
     print(f"  size float -> int8    {f('size_float_bytes')} -> {f('size_int8_bytes')} bytes")
-    print(f"  latency float -> int8 {f('latency_float_ms', ' ms')} -> {f('latency_int8_ms', ' ms')} ({f('speedup', 'x')})")
+    print(
+        f"  latency float -> int8 {f('latency_float_ms', ' ms')} -> {f('latency_int8_ms', ' ms')} ({f('speedup', 'x')})"
+    )
     if m.get("accuracy_float") is not None:
         print(f"  accuracy float / int8 {f('accuracy_float')} / {f('accuracy_int8')}")
     for w in r["warnings"]:
@@ -225,7 +238,9 @@ def _runs(args) -> int:
     for r in runs:
         sq = (r.get("metrics") or {}).get("output_sqnr_db")
         started = (r["started_at"] or "")[:19].replace("T", " ")
-        print(f"{r['id']:5d} {r['status']:<11} {r['preset']:<20} {started:<19} {sq if sq is not None else '':>8} {r['model_path']}")
+        print(
+            f"{r['id']:5d} {r['status']:<11} {r['preset']:<20} {started:<19} {sq if sq is not None else '':>8} {r['model_path']}"
+        )
     return EXIT_OK
 
 

@@ -40,7 +40,11 @@ class GraphDoc:
     edges: list[GraphEdge]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "nodes": [asdict(n) for n in self.nodes], "edges": [asdict(e) for e in self.edges]}
+        return {
+            "name": self.name,
+            "nodes": [asdict(n) for n in self.nodes],
+            "edges": [asdict(e) for e in self.edges],
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GraphDoc:

@@ -114,6 +114,4 @@ def get_preset(preset_id: str) -> PresetInfo:
     try:
         return _BY_ID[preset_id]
     except KeyError:
-        raise UserError(
-            f"unknown preset '{preset_id}'; choose one of: {', '.join(preset_ids())}"
-        ) from None
+        raise UserError(f"unknown preset '{preset_id}'; choose one of: {', '.join(preset_ids())}") from None

@@ -14,7 +14,9 @@ Callback = Callable[[dict[str, Any]], None]
 
 
 class Progress:
-    def __init__(self, emit: Callback | None = None, start: float = 0.0, end: float = 1.0, _t0: float | None = None):
+    def __init__(
+        self, emit: Callback | None = None, start: float = 0.0, end: float = 1.0, _t0: float | None = None
+    ):
         self._emit = emit or (lambda event: None)
         self.start, self.end = start, end
         self._t0 = time.monotonic() if _t0 is None else _t0
@@ -28,7 +30,15 @@ class Progress:
     def __call__(self, fraction: float, message: str = "", **extra: Any) -> None:
         fraction = min(max(fraction, 0.0), 1.0)
         overall = self.start + (self.end - self.start) * fraction
-        self._emit({"type": "progress", "fraction": overall, "message": message, "eta_s": self._eta(fraction), **extra})
+        self._emit(
+            {
+                "type": "progress",
+                "fraction": overall,
+                "message": message,
+                "eta_s": self._eta(fraction),
+                **extra,
+            }
+        )
 
     def _eta(self, fraction: float) -> float | None:
         """Time left in this slice from its own rate; sub-steps are timed where they are measured."""

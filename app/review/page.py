@@ -169,6 +169,15 @@ class ReviewPage(Page):
         self.tabs.setTabText(1, f"Layers ({len(layers)})" if layers else "Layers")
         self._update_keep()
 
+    def select_layers(self, names: list[str]) -> None:
+        """Select layers everywhere (table, graph, plots), as a click would."""
+        self._select(names, "api")
+
+    def worst_layer(self) -> str | None:
+        """The quantized layer with the lowest SQNR: where a reviewer should look first."""
+        scored = [layer for layer in (self.run.layers if self.run else []) if layer.get("sqnr_db") is not None]
+        return min(scored, key=lambda layer: layer["sqnr_db"])["name"] if scored else None
+
     def _select(self, names: list[str], source: str) -> None:
         self.selected = [n for n in names if n]
         current = self.table.current_layer() if source == "table" else None

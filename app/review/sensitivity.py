@@ -27,12 +27,13 @@ AUTO = QColor("#e8590c")
 REST = QColor("#8fb3e0")
 EMPTY = (
     "Press “Rank layer sensitivity” to find the layers whose quantization costs the most output SQNR. "
-    "It quantizes the model once per layer, so it takes a while; the window stays usable meanwhile."
+    "It calibrates once, then tries each layer in float; it takes seconds to a few minutes and the window stays usable."
 )
 
 
 class SensitivityPanel(QSplitter):
     rankRequested = Signal(float)
+    shown = Signal(dict)  # a ranking arrived and is on screen
     keepFloatRequested = Signal(list)
 
     def __init__(self, parent: QWidget | None = None):
@@ -135,3 +136,4 @@ class SensitivityPanel(QSplitter):
         self.summary.show()
         for widget in (self.auto_title, self.auto_list, self.keep):
             widget.setVisible(bool(self.auto_keep))
+        self.shown.emit(result)

@@ -10,7 +10,7 @@ import warnings as _warnings
 _warnings.filterwarnings("ignore", category=FutureWarning)
 _logging.getLogger("torchao").setLevel(_logging.ERROR)  # before torchao's import prints kernel-load failures
 
-import torch as _torch  # noqa: E402  (torch configures its loggers on import; quieten them after)
+import torch as _torch  # noqa: E402,F401,I001  (torch configures its loggers on import; quieten them after)
 
 import torch.fx.experimental.symbolic_shapes  # noqa: E402,F401  (registers the loggers silenced below)
 

@@ -44,7 +44,9 @@ def is_compute(node: Node) -> bool:
         return False
     if node.target in ADD_OPS or node.target in MUL_OPS:
         # tensor + tensor; a scalar operand (x + 1) is not a layer. DQ nodes may lack "val" metadata.
-        return all(isinstance(a, Node) and not isinstance(a.meta.get("val"), (int, float)) for a in node.args[:2])
+        return all(
+            isinstance(a, Node) and not isinstance(a.meta.get("val"), (int, float)) for a in node.args[:2]
+        )
     return True
 
 
@@ -150,7 +152,11 @@ def _weight_scales(gm: GraphModule, node: Node) -> torch.Tensor | None:
     if not is_dequant(w):
         return None
     scales = _attr(gm, w.args[1])
-    return scales.detach().float().reshape(-1) if isinstance(scales, torch.Tensor) else torch.tensor([float(scales)])
+    return (
+        scales.detach().float().reshape(-1)
+        if isinstance(scales, torch.Tensor)
+        else torch.tensor([float(scales)])
+    )
 
 
 def _weight_tensor(gm: GraphModule, node: Node) -> torch.Tensor | None:
@@ -212,7 +218,11 @@ def analyse(
             "kept_float": (not quantized) and keep_float_match(node),
             "weight_scale": None
             if w_scales is None
-            else {"min": float(w_scales.min()), "max": float(w_scales.max()), "channels": int(w_scales.numel())},
+            else {
+                "min": float(w_scales.min()),
+                "max": float(w_scales.max()),
+                "channels": int(w_scales.numel()),
+            },
             "act_scale": act[0] if act else None,
             "act_zero_point": act[1] if act else None,
             "act_min": act[0] * (act[2] - act[1]) if act else None,

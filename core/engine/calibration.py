@@ -130,7 +130,9 @@ def _load_npz(p: Path, specs: list[InputSpec], samples: int) -> CalibrationData:
 
 def _from_arrays(source: str, arrays: list, specs: list[InputSpec], samples: int) -> CalibrationData:
     if len(arrays) != len(specs):
-        raise UserError(f"the model takes {len(specs)} inputs; a .npy file holds one (use .npz with named arrays)")
+        raise UserError(
+            f"the model takes {len(specs)} inputs; a .npy file holds one (use .npz with named arrays)"
+        )
     counts = set()
     tensors = []
     for arr, spec in zip(arrays, specs):
@@ -202,7 +204,9 @@ def load_image_folder(folder: Path, specs: list[InputSpec], samples: int, normal
     norm = parse_normalize(normalize)
     files = image_files(folder)
     if not files:
-        raise UserError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}, searched recursively)")
+        raise UserError(
+            f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}, searched recursively)"
+        )
     arrays, skipped = [], []
     for f in files:
         if len(arrays) >= samples:

@@ -33,7 +33,9 @@ def list_devices() -> list[dict]:
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
-            devices.append({"id": f"cuda:{i}", "kind": "cuda", "name": props.name, "memory_bytes": props.total_memory})
+            devices.append(
+                {"id": f"cuda:{i}", "kind": "cuda", "name": props.name, "memory_bytes": props.total_memory}
+            )
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         devices.append({"id": "mps", "kind": "mps", "name": "Apple GPU (MPS)", "memory_bytes": None})
     return devices

@@ -36,10 +36,11 @@ def to_graphdoc(gm: GraphModule, name: str, quantized_graph: bool) -> GraphDoc:
     edges: list[GraphEdge] = []
     kept = {n.name for n in gm.graph.nodes if _is_constant(n)}
     for n in gm.graph.nodes:
-        if n.name in kept:
-            continue
+        if n.name in kept or (n.op == "call_module" and n.target == "_guards_fn"):
+            continue  # constants fold into their consumers; export's guard check is not model compute
         shape, dtype = _shape(n)
         attrs: dict = {}
+        role = ""
         if n.op == "placeholder":
             kind, op = "input", "input"
         elif n.op == "output":
@@ -52,6 +53,7 @@ def to_graphdoc(gm: GraphModule, name: str, quantized_graph: bool) -> GraphDoc:
             attrs["qdtype"] = str(n.args[-1]).replace("torch.", "")
             src = n.args[0]
             if isinstance(src, Node) and src.op == "get_attr":
+                role = " bias" if "int32" in attrs["qdtype"] else " weight"
                 w = _attr(gm, src)
                 attrs["constant"] = src.target
                 if isinstance(w, torch.Tensor):
@@ -63,6 +65,8 @@ def to_graphdoc(gm: GraphModule, name: str, quantized_graph: bool) -> GraphDoc:
         else:
             kind, op = "other", op_name(n) if n.op == "call_function" else n.op
         label = names.get(n.name) or n.name
+        if kind in ("quantize", "dequantize"):
+            label = ("Q" if kind == "quantize" else "DQ") + role
         nodes.append(
             GraphNode(
                 id=n.name,
@@ -77,6 +81,6 @@ def to_graphdoc(gm: GraphModule, name: str, quantized_graph: bool) -> GraphDoc:
             )
         )
         for inp in n.all_input_nodes:
-            if inp.name not in kept:
+            if inp.name not in kept and not (inp.op == "call_module" and inp.target == "_guards_fn"):
                 edges.append(GraphEdge(inp.name, n.name))
     return GraphDoc(name=name, nodes=nodes, edges=edges)

@@ -17,7 +17,11 @@ from torchao.quantization.pt2e.utils import _fuse_conv_bn_
 
 aten = torch.ops.aten
 BN_OPS = {aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default}
-GLOBAL_POOLS = {aten.adaptive_avg_pool1d.default, aten.adaptive_avg_pool2d.default, aten.adaptive_avg_pool3d.default}
+GLOBAL_POOLS = {
+    aten.adaptive_avg_pool1d.default,
+    aten.adaptive_avg_pool2d.default,
+    aten.adaptive_avg_pool3d.default,
+}
 CONV_BY_RANK = {3: aten.conv1d.default, 4: aten.conv2d.default, 5: aten.conv3d.default}
 
 

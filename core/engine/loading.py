@@ -66,8 +66,10 @@ def sniff(p: Path) -> str:
         except (zipfile.BadZipFile, OSError):
             return "corrupt-zip"
         tails = {n.split("/", 1)[1] if "/" in n else n for n in names}
-        if "archive_format" in tails or "models/model.json" in tails or any(
-            t.startswith("models/") and t.endswith(".json") for t in tails
+        if (
+            "archive_format" in tails
+            or "models/model.json" in tails
+            or any(t.startswith("models/") and t.endswith(".json") for t in tails)
         ):
             return "pt2"
         if "constants.pkl" in tails or any(t.startswith("code/") for t in tails):
@@ -92,7 +94,9 @@ def describe_refusal(p: Path, kind: str) -> str:
         what = _torch_save_contents(p)
         return f"{name} is {what} saved with torch.save, not a runnable model; {EXPORT_HINT}"
     if kind == "pickle":
-        return f"{name} is a Python pickle; it is never unpickled because that can run any code; {EXPORT_HINT}"
+        return (
+            f"{name} is a Python pickle; it is never unpickled because that can run any code; {EXPORT_HINT}"
+        )
     if kind == "onnx":
         return (
             f"{name} looks like an ONNX model; QDQ Studio quantizes PyTorch models: give the .pt2 "
@@ -177,7 +181,9 @@ def _load_recipe(p: Path, trust_code: bool) -> LoadedModel:
         spec.loader.exec_module(module)
         for fn in ("build_model", "example_inputs"):
             if not callable(getattr(module, fn, None)):
-                raise UserError(f"{p.name} must define {fn}(); see the recipe example in resources/demo/recipe.py")
+                raise UserError(
+                    f"{p.name} must define {fn}(); see the recipe example in resources/demo/recipe.py"
+                )
         model = module.build_model()
         example = module.example_inputs()
     except UserError:

@@ -43,7 +43,10 @@ INTEGER_OPS = {
     "QLinearReduceMean",
     "QAttention",
 }
-FLOAT, FLOAT_TYPES = onnx.TensorProto.FLOAT, {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+FLOAT, FLOAT_TYPES = (
+    onnx.TensorProto.FLOAT,
+    {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16},
+)
 FLOAT_COMPUTE = {"Conv", "Gemm", "MatMul", "Add", "Mul", "ConvTranspose"}
 
 
@@ -52,7 +55,12 @@ def _dynamic_translations() -> dict:
     from onnxscript import opset18 as op
 
     qd = torch.ops.quantized_decomposed
-    f32, f64, u8, i64 = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.UINT8, onnx.TensorProto.INT64)
+    f32, f64, u8, i64 = (
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.DOUBLE,
+        onnx.TensorProto.UINT8,
+        onnx.TensorProto.INT64,
+    )
 
     def choose_qparams(input, quant_min, quant_max, eps, dtype):
         _, scale, zero_point = op.DynamicQuantizeLinear(input)
@@ -60,10 +68,14 @@ def _dynamic_translations() -> dict:
         return op.Unsqueeze(op.Cast(scale, to=f64), axis0), op.Unsqueeze(op.Cast(zero_point, to=i64), axis0)
 
     def quantize(input, scale, zero_point, quant_min, quant_max, dtype):
-        return op.QuantizeLinear(input, op.Squeeze(op.Cast(scale, to=f32)), op.Squeeze(op.Cast(zero_point, to=u8)))
+        return op.QuantizeLinear(
+            input, op.Squeeze(op.Cast(scale, to=f32)), op.Squeeze(op.Cast(zero_point, to=u8))
+        )
 
     def dequantize(input, scale, zero_point, quant_min, quant_max, dtype, out_dtype=-1):
-        return op.DequantizeLinear(input, op.Squeeze(op.Cast(scale, to=f32)), op.Squeeze(op.Cast(zero_point, to=u8)))
+        return op.DequantizeLinear(
+            input, op.Squeeze(op.Cast(scale, to=f32)), op.Squeeze(op.Cast(zero_point, to=u8))
+        )
 
     return {
         qd.choose_qparams.tensor: choose_qparams,
@@ -72,7 +84,9 @@ def _dynamic_translations() -> dict:
     }
 
 
-def export_onnx(module: torch.nn.Module, example_inputs: tuple, path: Path, dynamic_batch: bool, input_names) -> None:
+def export_onnx(
+    module: torch.nn.Module, example_inputs: tuple, path: Path, dynamic_batch: bool, input_names
+) -> None:
     """torch.onnx dynamo export with a symbolic batch; prints of the exporter are kept off the console."""
     from core.engine.capture import batch_dynamic_shapes
 
@@ -159,10 +173,15 @@ def run(sess: ort.InferenceSession, inputs: tuple) -> list[np.ndarray]:
     return sess.run(None, feeds)
 
 
-def latency_ms(sessions: dict[str, ort.InferenceSession], inputs: tuple, budget_s: float = 1.5) -> dict[str, float]:
+def latency_ms(
+    sessions: dict[str, ort.InferenceSession], inputs: tuple, budget_s: float = 1.5
+) -> dict[str, float]:
     """Median latency of each session, timed interleaved so machine noise hits all alike."""
     one = tuple(t[:1] for t in inputs)
-    feeds = {k: {i.name: t.detach().cpu().numpy() for i, t in zip(s.get_inputs(), one)} for k, s in sessions.items()}
+    feeds = {
+        k: {i.name: t.detach().cpu().numpy() for i, t in zip(s.get_inputs(), one)}
+        for k, s in sessions.items()
+    }
     times: dict[str, list[float]] = {k: [] for k in sessions}
     for k, s in sessions.items():
         s.run(None, feeds[k])  # warm-up

@@ -129,7 +129,9 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
     try:
         prepared = prepare(graph, quantizer)
     except Exception as e:
-        raise UserError(f"the {opts.preset} quantizer could not prepare this model: {str(e).splitlines()[0][:240]}") from e
+        raise UserError(
+            f"the {opts.preset} quantizer could not prepare this model: {str(e).splitlines()[0][:240]}"
+        ) from e
     p(1.0, "observers inserted")
 
     p = stages.enter(3)
@@ -146,8 +148,12 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
     prepared.to(device)
     try:
         if opts.qat_epochs:
-            labelled = calibration.load_labelled_folder(opts.labels, specs, opts.normalize) if opts.labels else None
-            qat_info = qat.fine_tune(prepared, float_model, calib, labelled, opts.qat_epochs, batch_size, device, p)
+            labelled = (
+                calibration.load_labelled_folder(opts.labels, specs, opts.normalize) if opts.labels else None
+            )
+            qat_info = qat.fine_tune(
+                prepared, float_model, calib, labelled, opts.qat_epochs, batch_size, device, p
+            )
             move_exported_model_to_eval(prepared)
         else:
             _calibrate(prepared, calib, batch_size, device, p)
@@ -156,7 +162,9 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
         float_model.to("cpu")
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    return Calibrated(loaded, cap, specs, prepared, calib, device, batch_size, time.monotonic() - t_cal, qat_info, warnings)
+    return Calibrated(
+        loaded, cap, specs, prepared, calib, device, batch_size, time.monotonic() - t_cal, qat_info, warnings
+    )
 
 
 def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: int | None = None) -> dict:
@@ -166,7 +174,14 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
     out.mkdir(parents=True, exist_ok=True)
     remove_partials(out)
     cal = prepare_and_calibrate(opts, stages)
-    loaded, cap, specs, prepared, calib, device = cal.loaded, cal.cap, cal.specs, cal.prepared, cal.calib, cal.device
+    loaded, cap, specs, prepared, calib, device = (
+        cal.loaded,
+        cal.cap,
+        cal.specs,
+        cal.prepared,
+        cal.calib,
+        cal.device,
+    )
     float_model, warnings = cap.graph_module, cal.warnings
 
     p = stages.enter(4)
@@ -209,9 +224,14 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
     p(0.15, "saved model.int8.pt2")
     if opts.export_onnx:
         names = [s.name for s in specs]
-        save_atomic(out / ARTIFACTS["float_onnx"], lambda t: onnx_export.export_onnx(float_model, ex, t, dynamic, names))
+        save_atomic(
+            out / ARTIFACTS["float_onnx"],
+            lambda t: onnx_export.export_onnx(float_model, ex, t, dynamic, names),
+        )
         p(0.35, "exported model.float.onnx")
-        save_atomic(out / ARTIFACTS["int8_onnx"], lambda t: onnx_export.export_onnx(converted, ex, t, dynamic, names))
+        save_atomic(
+            out / ARTIFACTS["int8_onnx"], lambda t: onnx_export.export_onnx(converted, ex, t, dynamic, names)
+        )
         p(0.6, "exported model.int8.onnx")
         metrics.update(_validate_onnx(out, converted, res, sample, opts, p))
         unfused, metrics["ort_op_counts"] = onnx_export.diagnose_unfused(
@@ -235,7 +255,10 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
             "sha256": loaded.sha256,
             "format": loaded.format,
             "params": analysis.parameter_count(float_model),
-            "inputs": [{"name": s.name, "shape": ["N", *s.shape], "dtype": str(s.dtype).replace("torch.", "")} for s in specs],
+            "inputs": [
+                {"name": s.name, "shape": ["N", *s.shape], "dtype": str(s.dtype).replace("torch.", "")}
+                for s in specs
+            ],
             "fixed_batch": cap.fixed_batch,
         },
         "preset": opts.preset,
@@ -292,15 +315,19 @@ def _save_int8_pt2(path: Path, converted, reference, ex, dynamic: bool, warnings
     always keep symbolic; fall back to a fixed batch, then to the Q/DQ program, and say so."""
     if reference is not None:
         reference = convert_pt2e(reference, use_reference_representation=True, fold_quantize=True)
-        for dyn in ((True, False) if dynamic else (False,)):
+        for dyn in (True, False) if dynamic else (False,):
             try:
                 save_atomic(path, lambda tmp, d=dyn: _save_pt2(reference, ex, d, tmp))
                 if dynamic and not dyn:
-                    warnings.append(f"the reference-representation .pt2 has a fixed batch of {ex[0].shape[0]}")
+                    warnings.append(
+                        f"the reference-representation .pt2 has a fixed batch of {ex[0].shape[0]}"
+                    )
                 return
             except Exception:
                 continue
-        warnings.append("the reference representation could not be exported; model.int8.pt2 holds Q/DQ ops instead")
+        warnings.append(
+            "the reference representation could not be exported; model.int8.pt2 holds Q/DQ ops instead"
+        )
     save_atomic(path, lambda tmp: _save_pt2(converted, ex, dynamic, tmp))
 
 
@@ -336,7 +363,11 @@ def _accuracy(opts, specs, float_model, out: Path) -> dict:
             q = torch.from_numpy(onnx_export.run(sess, (x,))[0])
             correct_q += int((q.argmax(1) == y).sum())
     n = len(xs)
-    return {"accuracy_float": round(correct_f / n, 4), "accuracy_int8": round(correct_q / n, 4), "accuracy_samples": n}
+    return {
+        "accuracy_float": round(correct_f / n, 4),
+        "accuracy_int8": round(correct_q / n, 4),
+        "accuracy_samples": n,
+    }
 
 
 def _json_default(o):

@@ -12,12 +12,20 @@ from core.engine.capture import capture
 from core.engine.loading import load_model
 
 
-def preview(calib: str | None, model: str, trust_code: bool = False, normalize: str = "imagenet", count: int = 12) -> dict:
+def preview(
+    calib: str | None, model: str, trust_code: bool = False, normalize: str = "imagenet", count: int = 12
+) -> dict:
     loaded = load_model(model, trust_code)
     cap = capture(loaded)
     specs = calibration.input_specs(cap.example_inputs, loaded.input_names, cap.fixed_batch)
     out = Path(tempfile.mkdtemp(prefix="qdq-preview-"))
-    result = {"source": calib or "synthetic", "shape": list(specs[0].shape), "thumbnails": [], "skipped": 0, "total": 0}
+    result = {
+        "source": calib or "synthetic",
+        "shape": list(specs[0].shape),
+        "thumbnails": [],
+        "skipped": 0,
+        "total": 0,
+    }
     if calib and Path(calib).is_dir():
         c, h, w = calibration.image_geometry(specs)
         calibration.parse_normalize(normalize)

@@ -72,4 +72,8 @@ def fine_tune(student, teacher, calib, labelled, epochs: int, batch_size: int, d
     teacher.to("cpu")
     for t in params:
         t.requires_grad_(False)
-    return {"epochs": epochs, "losses": losses, "loss": "cross-entropy" if labelled is not None else "distillation"}
+    return {
+        "epochs": epochs,
+        "losses": losses,
+        "loss": "cross-entropy" if labelled is not None else "distillation",
+    }

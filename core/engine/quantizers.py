@@ -229,11 +229,14 @@ class OpQuantizer(Quantizer):
             t = node.target
             if t in CONV_OPS or t in LINEAR_OPS:
                 self._annotate_weighted(node)
-            elif t in MATMUL_OPS:
-                self._annotate_binary(node)
-            elif t in ADD_OPS and all(_is_tensor(a) for a in node.args[:2]):
-                self._annotate_binary(node)
-            elif self.scheme.quantize_mul and t in MUL_OPS and all(_is_tensor(a) for a in node.args[:2]):
+            elif (
+                t in MATMUL_OPS
+                or t in ADD_OPS
+                and all(_is_tensor(a) for a in node.args[:2])
+                or self.scheme.quantize_mul
+                and t in MUL_OPS
+                and all(_is_tensor(a) for a in node.args[:2])
+            ):
                 self._annotate_binary(node)
         if self.scheme.quantize_pass_through:
             self._annotate_pass_through(model)
@@ -245,9 +248,8 @@ class OpQuantizer(Quantizer):
         if not (_is_tensor(x) and isinstance(w, Node)):
             return
         qmap = {x: self.act, w: weight_qspec(self.per_channel, self.opts.qat)}
-        if isinstance(bias, Node):
-            if self.scheme.int32_bias and not self.opts.qat:
-                qmap[bias] = bias_qspec(node, self.per_channel)
+        if isinstance(bias, Node) and self.scheme.int32_bias and not self.opts.qat:
+            qmap[bias] = bias_qspec(node, self.per_channel)
         node.meta[Q_KEY] = QuantizationAnnotation(input_qspec_map=qmap, _annotated=True)
         self._annotate_output(node, node)
 

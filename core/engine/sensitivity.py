@@ -1,8 +1,9 @@
 """Which layers cost the most accuracy when quantized, and the smallest keep-in-float set for a target.
 
 One calibration, then simulation: the prepared model's observers act as identity except the ones we
-switch on, which fake-quantize with their calibrated parameters. Quantizing one layer alone means
-switching on its input, weight and output observers; "all but these" switches off the kept layers'.
+switch on, which fake-quantize with their calibrated parameters. For each layer we measure the output
+SQNR with only that layer quantized, and the gain from keeping only that layer in float; the ranking
+orders by that gain, and Auto keeps layers in float in that order until the target is reached.
 That costs one forward pass per evaluation instead of one calibration per layer.
 """
 
@@ -86,7 +87,12 @@ class _Simulator(Interpreter):
 
 def sensitivity(opts: QuantizeOptions, target_sqnr_db: float, progress: Progress | None = None) -> dict:
     progress = progress or Progress()
-    stages = Stages(progress, opts.qat_epochs, stages=(*("load", "capture", "prepare", "calibrate"), "rank"), weights=(0.05, 0.1, 0.05, 0.4, 0.4))
+    stages = Stages(
+        progress,
+        opts.qat_epochs,
+        stages=(*("load", "capture", "prepare", "calibrate"), "rank"),
+        weights=(0.05, 0.1, 0.05, 0.4, 0.4),
+    )
     cal = prepare_and_calibrate(opts, stages)
     p = stages.enter(4)
     gm = cal.prepared
@@ -99,9 +105,11 @@ def sensitivity(opts: QuantizeOptions, target_sqnr_db: float, progress: Progress
     ranking = []
     for i, (layer, obs) in enumerate(per_layer.items()):
         alone = sim.output_sqnr(inputs, reference, obs)
-        ranking.append({"layer": layer, "sqnr_db": alone})
+        without = sim.output_sqnr(inputs, reference, everything - obs)
+        ranking.append({"layer": layer, "sqnr_db": alone, "gain_db": round(without - baseline, 3)})
         p(0.7 * (i + 1) / len(per_layer), f"ranked {i + 1}/{len(per_layer)} layers")
-    ranking.sort(key=lambda r: r["sqnr_db"])
+    # most output SQNR won back by keeping the layer in float first; ties go to the worse layer alone
+    ranking.sort(key=lambda r: (-r["gain_db"], r["sqnr_db"]))
 
     kept: list[str] = []
     current = baseline
@@ -110,9 +118,7 @@ def sensitivity(opts: QuantizeOptions, target_sqnr_db: float, progress: Progress
             break
         kept.append(entry["layer"])
         off = set().union(*(per_layer[k] for k in kept))
-        before = current
         current = sim.output_sqnr(inputs, reference, everything - off)
-        entry["gain_db"] = round(current - before, 3)
         p(0.7 + 0.3 * (step + 1) / min(len(ranking), MAX_AUTO_STEPS), f"trying {len(kept)} layer(s) in float")
     stages.finish()
     return {

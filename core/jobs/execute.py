@@ -90,7 +90,9 @@ def run_quantize(opts: QuantizeOptions, emit: Emit) -> dict:
         if not opts.out_dir:
             out = default_runs_dir(Path(store.path)) / f"run-{run_id:05d}"
             opts = dataclasses.replace(opts, out_dir=str(out))
-        opts = dataclasses.replace(opts, out_dir=str(Path(opts.out_dir).expanduser().resolve()), model=model_path)
+        opts = dataclasses.replace(
+            opts, out_dir=str(Path(opts.out_dir).expanduser().resolve()), model=model_path
+        )
         store.update_run(run_id, out_dir=opts.out_dir)
         emit({"type": "log", "message": f"run {run_id} writes to {opts.out_dir}"})
         try:
@@ -100,7 +102,9 @@ def run_quantize(opts: QuantizeOptions, emit: Emit) -> dict:
             raise
         except BaseException as e:
             msg = user_message(e) or f"{type(e).__name__}: {e}"
-            store.finish_run(run_id, "failed", error=msg if user_message(e) else msg + "\n" + traceback.format_exc())
+            store.finish_run(
+                run_id, "failed", error=msg if user_message(e) else msg + "\n" + traceback.format_exc()
+            )
             if user_message(e) and not isinstance(e, UserError):
                 raise UserError(msg) from e
             raise

@@ -87,7 +87,8 @@ class JobSpec:
     preview     {"calib", "model", "trust_code", "normalize", "count"} -> {"total", "skipped",
                 "shape", "thumbnails": [PNG paths after preprocessing], "source"}
     sensitivity QuantizeOptions dict + {"target_sqnr_db"} -> {"baseline_sqnr_db", "ranking":
-                [{"layer", "sqnr_db", "gain_db"}], "auto_keep_float": [layer names], "reached"}
+                [{"layer", "sqnr_db" (only this layer quantized), "gain_db" (output SQNR won by keeping only this
+                layer in float)}] most sensitive first, "auto_keep_float": [layer names], "auto_sqnr_db", "reached"}
     """
 
     kind: str

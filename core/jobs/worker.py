@@ -70,7 +70,9 @@ class Worker:
             try:
                 spec = JobSpec(kind=raw["kind"], params=raw.get("params") or {}, id=job_id or "job")
             except Exception as e:
-                self.send("error", job_id, {"message": f"malformed job: {e}", "details": "", "user_error": True})
+                self.send(
+                    "error", job_id, {"message": f"malformed job: {e}", "details": "", "user_error": True}
+                )
                 continue
             self.current = spec.id
             self.cancel.clear()
@@ -82,7 +84,15 @@ class Worker:
             except BaseException as e:
                 msg = user_message(e)
                 details = traceback.format_exc()
-                self.send("error", spec.id, {"message": msg or f"{type(e).__name__}: {e}", "details": details, "user_error": msg is not None})
+                self.send(
+                    "error",
+                    spec.id,
+                    {
+                        "message": msg or f"{type(e).__name__}: {e}",
+                        "details": details,
+                        "user_error": msg is not None,
+                    },
+                )
             finally:
                 self.current = None
 

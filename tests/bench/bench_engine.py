@@ -44,7 +44,14 @@ def bare(model_path: Path, calib: np.ndarray) -> float:
 def ours(model_path: Path, npy: Path, out: Path, export: bool) -> tuple[float, dict]:
     t0 = time.perf_counter()
     report = quantize(
-        QuantizeOptions(model=str(model_path), out_dir=str(out), calib=str(npy), samples=SAMPLES, batch_size=BATCH, export_onnx=export)
+        QuantizeOptions(
+            model=str(model_path),
+            out_dir=str(out),
+            calib=str(npy),
+            samples=SAMPLES,
+            batch_size=BATCH,
+            export_onnx=export,
+        )
     )
     return time.perf_counter() - t0, report["timings"]
 
@@ -63,7 +70,9 @@ def main() -> dict:
         for r in range(ROUNDS):
             bare_t.append(bare(d / "model.pt2", calib))
             _, timings = ours(d / "model.pt2", d / "calib.npy", d / f"a{r}", export=False)
-            core_t.append(sum(timings[k] for k in ("load_s", "capture_s", "prepare_s", "calibrate_s", "convert_s")))
+            core_t.append(
+                sum(timings[k] for k in ("load_s", "capture_s", "prepare_s", "calibrate_s", "convert_s"))
+            )
             total, timings = ours(d / "model.pt2", d / "calib.npy", d / f"b{r}", export=True)
             full_t.append(total)
             stages.append(timings)
@@ -76,9 +85,13 @@ def main() -> dict:
         "analyse_s": med(t["analyse_s"] for t in stages),
         "export_s": med(t["export_s"] for t in stages),
     }
-    print(f"ResNet-18 shape {SHAPE}, {SAMPLES} samples, batch {BATCH}; medians of {ROUNDS} interleaved rounds")
+    print(
+        f"ResNet-18 shape {SHAPE}, {SAMPLES} samples, batch {BATCH}; medians of {ROUNDS} interleaved rounds"
+    )
     print(f"  bare export+prepare+calibrate+convert  {result['bare_s']:7.2f} s")
-    print(f"  qdq engine, same stages                {result['engine_core_s']:7.2f} s   ratio {result['ratio']:.2f}x (target <= 1.5x)")
+    print(
+        f"  qdq engine, same stages                {result['engine_core_s']:7.2f} s   ratio {result['ratio']:.2f}x (target <= 1.5x)"
+    )
     print(f"  qdq engine, whole run incl. report     {result['full_s']:7.2f} s")
     print(f"    of which analysis                    {result['analyse_s']:7.2f} s")
     print(f"    of which ONNX export + validation    {result['export_s']:7.2f} s")

@@ -75,7 +75,9 @@ def _time(sessions: dict, x: np.ndarray, rounds: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_case(name, ctor, shape, batch, samples, work: Path, rounds: int, observer: str | None = None) -> dict:
+def bench_case(
+    name, ctor, shape, batch, samples, work: Path, rounds: int, observer: str | None = None
+) -> dict:
     import torch
 
     torch.manual_seed(0)
@@ -85,7 +87,15 @@ def bench_case(name, ctor, shape, batch, samples, work: Path, rounds: int, obser
     rng = np.random.default_rng(0)
     calib = rng.standard_normal((samples, *shape)).astype(np.float32)
     np.save(work / "calib.npy", calib)
-    ours = quantize(QuantizeOptions(model=str(pt2), out_dir=str(work / "ours"), calib=str(work / "calib.npy"), samples=samples, observer=observer))
+    ours = quantize(
+        QuantizeOptions(
+            model=str(pt2),
+            out_dir=str(work / "ours"),
+            calib=str(work / "calib.npy"),
+            samples=samples,
+            observer=observer,
+        )
+    )
     float_path = work / "ours" / "model.float.onnx"
     ort_path = _ort_quantize(float_path, calib, work)
     sessions = {
@@ -131,7 +141,9 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer timing rounds")
-    ap.add_argument("--observer", choices=("minmax", "histogram", "moving-average"), help="our activation observer")
+    ap.add_argument(
+        "--observer", choices=("minmax", "histogram", "moving-average"), help="our activation observer"
+    )
     ap.add_argument("--only", help="run only the models whose name contains this text")
     args = ap.parse_args(argv)
     rounds = 15 if args.quick else 50

@@ -89,7 +89,9 @@ def test_recipe_needs_trust(capsys, bad_files):
 
 
 def test_recipe_without_functions(capsys, bad_files):
-    assert_user_error(*run_cli(capsys, "inspect", "--trust-code", str(bad_files / "recipe_no_funcs.py")), "build_model()")
+    assert_user_error(
+        *run_cli(capsys, "inspect", "--trust-code", str(bad_files / "recipe_no_funcs.py")), "build_model()"
+    )
 
 
 def test_recipe_that_raises_names_its_line(capsys, bad_files):
@@ -99,7 +101,14 @@ def test_recipe_that_raises_names_its_line(capsys, bad_files):
 
 def test_data_dependent_branch_is_explained(capsys, bad_files, tmp_path):
     code, err = run_cli(
-        capsys, "quantize", "--trust-code", str(bad_files / "recipe_branch.py"), "--out", str(tmp_path / "o"), "--db", str(tmp_path / "h.db")
+        capsys,
+        "quantize",
+        "--trust-code",
+        str(bad_files / "recipe_branch.py"),
+        "--out",
+        str(tmp_path / "o"),
+        "--db",
+        str(tmp_path / "h.db"),
     )
     assert_user_error(code, err, "depends on tensor values", "recipe_branch.py:4", "torch.where")
 
@@ -122,7 +131,16 @@ def test_inspect_reports_a_non_exportable_recipe(capsys, bad_files):
     ],
 )
 def test_bad_options(capsys, tmp_path, argv, words):
-    code, err = run_cli(capsys, "quantize", str(DEMO / "model.pt2"), "--out", str(tmp_path / "o"), "--db", str(tmp_path / "h.db"), *argv)
+    code, err = run_cli(
+        capsys,
+        "quantize",
+        str(DEMO / "model.pt2"),
+        "--out",
+        str(tmp_path / "o"),
+        "--db",
+        str(tmp_path / "h.db"),
+        *argv,
+    )
     assert_user_error(code, err, *words)
 
 
@@ -139,26 +157,36 @@ def test_npy_with_wrong_shape(capsys, tmp_path, demo_args):
 
 def test_npy_with_wrong_dtype(capsys, tmp_path, demo_args):
     np.save(tmp_path / "c.npy", np.zeros((4, 3, 64, 64), np.int64))
-    assert_user_error(*run_cli(capsys, "quantize", *demo_args, "--calib", str(tmp_path / "c.npy")), "int64", "float32")
+    assert_user_error(
+        *run_cli(capsys, "quantize", *demo_args, "--calib", str(tmp_path / "c.npy")), "int64", "float32"
+    )
 
 
 def test_npy_with_objects(capsys, tmp_path, demo_args):
     np.save(tmp_path / "c.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    assert_user_error(*run_cli(capsys, "quantize", *demo_args, "--calib", str(tmp_path / "c.npy")), "not loaded")
+    assert_user_error(
+        *run_cli(capsys, "quantize", *demo_args, "--calib", str(tmp_path / "c.npy")), "not loaded"
+    )
 
 
 def test_npz_with_wrong_names(capsys, tmp_path, demo_args):
-    np.savez(tmp_path / "c.npz", a=np.zeros((2, 3, 64, 64), np.float32), b=np.zeros((2, 3, 64, 64), np.float32))
+    np.savez(
+        tmp_path / "c.npz", a=np.zeros((2, 3, 64, 64), np.float32), b=np.zeros((2, 3, 64, 64), np.float32)
+    )
     assert_user_error(*run_cli(capsys, "quantize", *demo_args, "--calib", str(tmp_path / "c.npz")), "missing")
 
 
 def test_empty_image_folder(capsys, tmp_path, demo_args):
     (tmp_path / "imgs").mkdir()
-    assert_user_error(*run_cli(capsys, "quantize", *demo_args, "--calib", str(tmp_path / "imgs")), "no images")
+    assert_user_error(
+        *run_cli(capsys, "quantize", *demo_args, "--calib", str(tmp_path / "imgs")), "no images"
+    )
 
 
 def test_missing_calibration(capsys, tmp_path, demo_args):
-    assert_user_error(*run_cli(capsys, "quantize", *demo_args, "--calib", str(tmp_path / "nope")), "not found")
+    assert_user_error(
+        *run_cli(capsys, "quantize", *demo_args, "--calib", str(tmp_path / "nope")), "not found"
+    )
 
 
 def test_image_folder_for_non_image_model(capsys, tmp_path, zoo_pt2):

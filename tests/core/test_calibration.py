@@ -37,12 +37,14 @@ def test_image_folder_respects_sample_count_and_no_normalisation(tmp_path):
     make_images(tmp_path, 8)
     data = cal.load_calibration(str(tmp_path), IMG, samples=3, normalize="none")
     assert len(data) == 3
-    assert 0 <= float(data.inputs[0].min()) and float(data.inputs[0].max()) <= 1
+    assert float(data.inputs[0].min()) >= 0 and float(data.inputs[0].max()) <= 1
 
 
 def test_grayscale_model(tmp_path):
     make_images(tmp_path, 2)
-    data = cal.load_calibration(str(tmp_path), [cal.InputSpec("x", (1, 16, 16), torch.float32)], 10, "0.5/0.25")
+    data = cal.load_calibration(
+        str(tmp_path), [cal.InputSpec("x", (1, 16, 16), torch.float32)], 10, "0.5/0.25"
+    )
     assert data.inputs[0].shape == (2, 1, 16, 16)
 
 

@@ -89,10 +89,33 @@ def test_run_directory_is_complete(zoo_pt2, tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     assert not list(tmp_path.glob(".*.part*"))
     on_disk = json.loads((tmp_path / "report.json").read_text())
-    for key in ("schema", "run_id", "model", "preset", "options", "device", "calibration", "artifacts", "metrics", "layers", "warnings"):
+    for key in (
+        "schema",
+        "run_id",
+        "model",
+        "preset",
+        "options",
+        "device",
+        "calibration",
+        "artifacts",
+        "metrics",
+        "layers",
+        "warnings",
+    ):
         assert key in on_disk
     layer = on_disk["layers"][0]
-    for key in ("name", "op", "module", "quantized", "weight_scale", "act_scale", "act_zero_point", "act_min", "act_max", "sqnr_db"):
+    for key in (
+        "name",
+        "op",
+        "module",
+        "quantized",
+        "weight_scale",
+        "act_scale",
+        "act_zero_point",
+        "act_min",
+        "act_max",
+        "sqnr_db",
+    ):
         assert key in layer
     assert on_disk["calibration"]["synthetic"] is True
     assert any("SYNTHETIC" in w for w in on_disk["warnings"])
@@ -119,7 +142,9 @@ def test_keep_float_layer_stays_float(zoo_pt2, tmp_path):
     by_name = {layer["name"]: layer for layer in report["layers"]}
     assert by_name["head"]["quantized"] is False and by_name["head"]["kept_float"] is True
     assert by_name["conv"]["quantized"] is True
-    kinds = {n["label"]: n["kind"] for n in json.loads((tmp_path / "graph.json").read_text())["quantized"]["nodes"]}
+    kinds = {
+        n["label"]: n["kind"] for n in json.loads((tmp_path / "graph.json").read_text())["quantized"]["nodes"]
+    }
     assert kinds["head"] == "kept_float"
     assert report["metrics"]["ort_op_counts"].get("Conv") == 1
     assert any("keep-in-float" in u["reason"] or "not quantized" in u["reason"] for u in report["unfused"])
@@ -169,7 +194,11 @@ def test_tensorrt_preset_is_symmetric_int8(zoo_pt2, tmp_path):
         for a in n.attribute:
             if a.name == "value" and n.op_type == "Constant":
                 consts[n.output[0]] = numpy_helper.to_array(a.t)
-    zps = [consts[n.input[2]] for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+    zps = [
+        consts[n.input[2]]
+        for n in model.graph.node
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2
+    ]
     assert zps, "no Q/DQ found"
     assert all(z.dtype.name == "int8" for z in zps)
     assert all((z == 0).all() for z in zps)

@@ -33,7 +33,9 @@ def test_hard_layer_ranks_first_and_auto_keeps_it(hard_model):
     events = []
     from core.progress import Progress
 
-    res = sensitivity(QuantizeOptions(model=str(hard_model), out_dir="", samples=32), 38.0, Progress(events.append))
+    res = sensitivity(
+        QuantizeOptions(model=str(hard_model), out_dir="", samples=32), 38.0, Progress(events.append)
+    )
     assert res["ranking"][0]["layer"] == "layer2.0.conv2"
     assert res["ranking"][0]["sqnr_db"] < res["ranking"][1]["sqnr_db"] - 5
     assert res["auto_keep_float"] == ["layer2.0.conv2"]
@@ -44,9 +46,17 @@ def test_hard_layer_ranks_first_and_auto_keeps_it(hard_model):
 def test_keeping_the_hard_layer_in_float_raises_real_sqnr(hard_model, tmp_path):
     from core.engine.pipeline import quantize
 
-    base = quantize(QuantizeOptions(model=str(hard_model), out_dir=str(tmp_path / "a"), samples=32, export_onnx=False))
+    base = quantize(
+        QuantizeOptions(model=str(hard_model), out_dir=str(tmp_path / "a"), samples=32, export_onnx=False)
+    )
     fixed = quantize(
-        QuantizeOptions(model=str(hard_model), out_dir=str(tmp_path / "b"), samples=32, export_onnx=False, keep_float=("layer2.0.conv2",))
+        QuantizeOptions(
+            model=str(hard_model),
+            out_dir=str(tmp_path / "b"),
+            samples=32,
+            export_onnx=False,
+            keep_float=("layer2.0.conv2",),
+        )
     )
     layer = {layer["name"]: layer for layer in fixed["layers"]}["layer2.0.conv2"]
     assert layer["quantized"] is False

@@ -180,8 +180,22 @@ def test_full_disk_fails_cleanly(tmp_path, db, zoo_pt2):
     model = str(zoo_pt2("resnet18"))
     with open_store(db):
         pass  # create the database before the limit applies to the child
-    cmd = [PYTHON, "-m", "core.cli", "quantize", model, "--out", str(tmp_path / "run"), "--db", db, "--samples", "4"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=python_env(), preexec_fn=small_files, timeout=300)
+    cmd = [
+        PYTHON,
+        "-m",
+        "core.cli",
+        "quantize",
+        model,
+        "--out",
+        str(tmp_path / "run"),
+        "--db",
+        db,
+        "--samples",
+        "4",
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=python_env(), preexec_fn=small_files, timeout=300
+    )
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "disk is full" in err[0], proc.stderr
