@@ -175,7 +175,9 @@ class ReviewPage(Page):
 
     def worst_layer(self) -> str | None:
         """The quantized layer with the lowest SQNR: where a reviewer should look first."""
-        scored = [layer for layer in (self.run.layers if self.run else []) if layer.get("sqnr_db") is not None]
+        scored = [
+            layer for layer in (self.run.layers if self.run else []) if layer.get("sqnr_db") is not None
+        ]
         return min(scored, key=lambda layer: layer["sqnr_db"])["name"] if scored else None
 
     def _select(self, names: list[str], source: str) -> None:

@@ -194,7 +194,13 @@ def analyse(
     names = layer_names(converted)
     q_vals, _ = record(converted, set(names), inputs)
     ref_names = {n.name for n in float_ref.graph.nodes}
-    f_vals, _ = record(float_ref, set(names) & ref_names, inputs)
+    # histograms show the tensor that is really quantized: after a fused ReLU, not before it
+    quantized_tensor = {}
+    for node in converted.graph.nodes:
+        if node.name in names:
+            out_q = _output_q(node)
+            quantized_tensor[node.name] = out_q.args[0].name if out_q is not None else node.name
+    f_vals, _ = record(float_ref, (set(names) | set(quantized_tensor.values())) & ref_names, inputs)
     with torch.no_grad():
         f_out = float_model(*inputs)
         q_out = converted(*inputs)
@@ -231,7 +237,7 @@ def analyse(
         }
         if node.name in q_vals and node.name in f_vals and q_vals[node.name].shape == f_vals[node.name].shape:
             entry["sqnr_db"] = round(sqnr_db(f_vals[node.name], q_vals[node.name]), 3)
-        ref_val = f_vals.get(node.name)
+        ref_val = f_vals.get(quantized_tensor[node.name], f_vals.get(node.name))
         if ref_val is not None:
             hist_src = ref_val.float().flatten()
             lo, hi = float(hist_src.min()), float(hist_src.max())

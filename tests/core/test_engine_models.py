@@ -124,6 +124,8 @@ def test_run_directory_is_complete(zoo_pt2, tmp_path):
     tensors = np.load(tmp_path / "tensors.npz")
     assert any(k.startswith("act_hist::") for k in tensors.files)
     assert tensors["out_float"].shape == tensors["out_int8"].shape
+    # conv `a` has its ReLU fused: its histogram shows the quantized (post-ReLU) tensor, never negative
+    assert tensors["act_edges::a"][0] >= 0 and tensors["act_hist::a"].sum() > 0
 
 
 def test_int8_pt2_reloads_and_matches(zoo_pt2, tmp_path):
