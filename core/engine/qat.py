@@ -65,9 +65,10 @@ def fine_tune(student, teacher, calib, labelled, epochs: int, batch_size: int, d
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss)
+            value = loss.item()
+            total += value
             done += 1
-            p(done / steps, f"epoch {epoch + 1}/{epochs}, loss {float(loss):.4f}", loss=float(loss))
+            p(done / steps, f"epoch {epoch + 1}/{epochs}, loss {value:.4f}", loss=value)
         losses.append(round(total / max(1, len(data)), 6))
     teacher.to("cpu")
     for t in params:

@@ -248,7 +248,7 @@ class OpQuantizer(Quantizer):
         if not (_is_tensor(x) and isinstance(w, Node)):
             return
         qmap = {x: self.act, w: weight_qspec(self.per_channel, self.opts.qat)}
-        if isinstance(bias, Node) and self.scheme.int32_bias and not self.opts.qat:
+        if isinstance(bias, Node) and self.scheme.int32_bias:
             qmap[bias] = bias_qspec(node, self.per_channel)
         node.meta[Q_KEY] = QuantizationAnnotation(input_qspec_map=qmap, _annotated=True)
         self._annotate_output(node, node)

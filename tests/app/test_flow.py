@@ -70,6 +70,13 @@ def test_demo_flow_end_to_end(qtbot, demo_ready, tmp_path):
     assert layer in w.pages["preset"].values()["keep_float"]
     assert w.run_dir != first_run and w.report["options"]["keep_float"] == [layer]
     assert len(history.runs) == 2
+    # the new run's graph shows that layer in float, and the review compares it with the first run
+    from core.graphdoc import load_graphs
+
+    nodes = load_graphs(Path(w.run_dir) / "graph.json")["quantized"].nodes
+    assert {n.layer: n.kind for n in nodes if n.layer}[layer] == "kept_float"
+    assert {x["name"]: x for x in w.report["layers"]}[layer]["quantized"] is False
+    assert review.previous is not None and review.previous.report["run_id"] != w.report["run_id"]
 
 
 def test_recipe_needs_confirmation_and_drops_route_by_kind(qtbot, window, monkeypatch):

@@ -165,6 +165,7 @@ def test_qat_fine_tunes_and_folds(zoo_pt2, tmp_path):
     assert any("loss" in e for e in events if e["type"] == "progress")
     assert "batch_norm" not in quantized_ops(tmp_path)
     assert report["metrics"]["output_sqnr_db"] >= 25
+    assert report["metrics"]["ort_op_counts"].get("QLinearConv") == 2  # int32 bias derived in QAT too
 
 
 def test_reference_representation_pt2(zoo_pt2, tmp_path):
