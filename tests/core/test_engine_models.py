@@ -72,6 +72,21 @@ def test_resnet18_shape_meets_accuracy_bounds(zoo_pt2, tmp_path):
     assert counts.get("QLinearConv") == 20 and counts.get("QLinearAdd") == 8 and counts.get("QGemm") == 1
     assert m["size_int8_bytes"] < 0.3 * m["size_float_bytes"]
     assert len(report["layers"]) == 29  # 20 conv + 8 add + fc
+    # every output channel of every weight uses the full int8 range (no scale floor wasting levels)
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(tmp_path / "model.int8.onnx"))
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    weights = [consts[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear" and consts.get(n.input[0]) is not None and consts[n.input[0]].dtype == np.int8]
+    assert len(weights) == 21
+    for w in weights:
+        per_channel = np.abs(w.astype(np.int32)).reshape(w.shape[0], -1).max(axis=1)
+        assert (per_channel == 127).all(), per_channel.min()
 
 
 def test_transformer_block_with_dynamic_preset(zoo_pt2, tmp_path):
