@@ -24,6 +24,7 @@ import torch
 from core.errors import UserError
 
 OPSET = 18
+SCOPE_KEY = "pkg.torch.onnx.name_scopes"
 INTEGER_OPS = {
     "QLinearConv",
     "QLinearMatMul",
@@ -111,8 +112,19 @@ def export_onnx(
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise UserError(f"ONNX export failed: {first}") from e
     reduce_mean_to_global_pool(model)
+    _strip_debug_metadata(model)
     model.producer_name = "qdq-studio"
     onnx.save_model(model, str(path))
+
+
+def _strip_debug_metadata(model: onnx.ModelProto) -> None:
+    """Drop the exporter's per-node stack traces and FX dumps (they can outweigh a small model's int8
+    weights); keep the module scope, which the unfused-op diagnosis maps back to torch layers."""
+    for n in model.graph.node:
+        keep = [(p.key, p.value) for p in n.metadata_props if p.key == SCOPE_KEY]
+        del n.metadata_props[:]
+        for key, value in keep:
+            n.metadata_props.add(key=key, value=value)
 
 
 def _constant_ints(model: onnx.ModelProto, name: str) -> list[int] | None:
@@ -201,7 +213,7 @@ def _torch_scopes(model: onnx.ModelProto) -> dict[str, tuple[str, str]]:
     out = {}
     for n in model.graph.node:
         meta = {p.key: p.value for p in n.metadata_props}
-        scopes = meta.get("pkg.torch.onnx.name_scopes")
+        scopes = meta.get(SCOPE_KEY)
         if not scopes:
             continue
         try:
