@@ -82,7 +82,13 @@ def test_resnet18_shape_meets_accuracy_bounds(zoo_pt2, tmp_path):
     for n in model.graph.node:
         if n.op_type == "Constant":
             consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
-    weights = [consts[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear" and consts.get(n.input[0]) is not None and consts[n.input[0]].dtype == np.int8]
+    weights = [
+        consts[n.input[0]]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear"
+        and consts.get(n.input[0]) is not None
+        and consts[n.input[0]].dtype == np.int8
+    ]
     assert len(weights) == 21
     for w in weights:
         per_channel = np.abs(w.astype(np.int32)).reshape(w.shape[0], -1).max(axis=1)
