@@ -18,6 +18,8 @@ from core.engine.quantizers import ADD_OPS, CONV_OPS, LINEAR_OPS, MATMUL_OPS, MU
 
 COMPUTE_OPS = CONV_OPS | LINEAR_OPS | MATMUL_OPS | ADD_OPS | MUL_OPS
 HIST_BINS = 128
+HIST_VALUES = 1 << 17  # values kept per layer for its histogram
+ANALYSIS_CHUNK = 4  # samples per pass: bounds memory, since every layer's output is held at once
 QUANT_OPS = ("quantize_per_tensor", "quantize_per_channel", "choose_qparams")
 DEQUANT_OPS = ("dequantize_per_tensor", "dequantize_per_channel")
 
@@ -184,23 +186,68 @@ def flat_outputs(out) -> torch.Tensor:
     return torch.cat([t.detach().float().flatten() for t in leaves]) if leaves else torch.zeros(0)
 
 
+def _sample(t: torch.Tensor, k: int) -> torch.Tensor:
+    flat = t.detach().float().flatten()
+    return flat[:: max(1, flat.numel() // k)][:k]
+
+
+@dataclass
+class _Accumulator:
+    """Per-layer sums over chunks of samples, so memory stays bounded on big models."""
+
+    signal: float = 0.0
+    noise: float = 0.0
+    compared: bool = False
+    values: list = field(default_factory=list)
+
+    def sqnr(self) -> float | None:
+        if not self.compared:
+            return None
+        if self.noise == 0:
+            return 120.0
+        return float(10 * np.log10(self.signal / self.noise)) if self.signal > 0 else float("-inf")
+
+
+def _accumulate(converted, float_ref, names, quantized_tensor, inputs, chunk: int) -> dict[str, _Accumulator]:
+    ref_names = {n.name for n in float_ref.graph.nodes}
+    wanted = (set(names) | set(quantized_tensor.values())) & ref_names
+    n = int(inputs[0].shape[0])
+    chunks = max(1, -(-n // chunk))
+    stats = {name: _Accumulator() for name in names}
+    for i in range(0, n, chunk):
+        part = tuple(t[i : i + chunk] for t in inputs)
+        q_vals, _ = record(converted, set(names), part)
+        f_vals, _ = record(float_ref, wanted, part)
+        for name, acc in stats.items():
+            f, q = f_vals.get(name), q_vals.get(name)
+            if f is not None and q is not None and f.shape == q.shape:
+                f64 = f.double()
+                acc.signal += float(f64.pow(2).sum())
+                acc.noise += float((f64 - q.double()).pow(2).sum())
+                acc.compared = True
+            h = f_vals.get(quantized_tensor[name], f)
+            if h is not None:
+                acc.values.append(_sample(h, HIST_VALUES // chunks))
+        del q_vals, f_vals
+    return stats
+
+
 def analyse(
     converted: GraphModule,
     float_ref: GraphModule,
     float_model: torch.nn.Module,
     inputs: tuple,
     keep_float_match,
+    chunk: int = ANALYSIS_CHUNK,
 ) -> Analysis:
     names = layer_names(converted)
-    q_vals, _ = record(converted, set(names), inputs)
-    ref_names = {n.name for n in float_ref.graph.nodes}
     # histograms show the tensor that is really quantized: after a fused ReLU, not before it
     quantized_tensor = {}
     for node in converted.graph.nodes:
         if node.name in names:
             out_q = _output_q(node)
             quantized_tensor[node.name] = out_q.args[0].name if out_q is not None else node.name
-    f_vals, _ = record(float_ref, (set(names) | set(quantized_tensor.values())) & ref_names, inputs)
+    stats = _accumulate(converted, float_ref, names, quantized_tensor, inputs, chunk)
     with torch.no_grad():
         f_out = float_model(*inputs)
         q_out = converted(*inputs)
@@ -215,6 +262,8 @@ def analyse(
         out_q = _output_q(node)
         act = _qparams(converted, out_q) if out_q is not None else None
         w_scales = _weight_scales(converted, node)
+        acc = stats[node.name]
+        sqnr = acc.sqnr()
         entry = {
             "name": lname,
             "op": op_name(node),
@@ -233,13 +282,10 @@ def analyse(
             "act_zero_point": act[1] if act else None,
             "act_min": act[0] * (act[2] - act[1]) if act else None,
             "act_max": act[0] * (act[3] - act[1]) if act else None,
-            "sqnr_db": None,
+            "sqnr_db": None if sqnr is None else round(sqnr, 3),
         }
-        if node.name in q_vals and node.name in f_vals and q_vals[node.name].shape == f_vals[node.name].shape:
-            entry["sqnr_db"] = round(sqnr_db(f_vals[node.name], q_vals[node.name]), 3)
-        ref_val = f_vals.get(quantized_tensor[node.name], f_vals.get(node.name))
-        if ref_val is not None:
-            hist_src = ref_val.float().flatten()
+        if acc.values:
+            hist_src = torch.cat(acc.values)
             lo, hi = float(hist_src.min()), float(hist_src.max())
             if act:
                 lo, hi = min(lo, entry["act_min"]), max(hi, entry["act_max"])

@@ -204,6 +204,7 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
         float_model,
         sample,
         lambda n: matches_keep_float(n, opts.keep_float),
+        chunk=cap.fixed_batch or analysis.ANALYSIS_CHUNK,
     )
     p(0.8, "per-layer statistics done")
     graphs = {
