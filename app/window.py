@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMessageBox,
     QStackedWidget,
     QWidget,
 )
@@ -377,6 +378,18 @@ class MainWindow(QMainWindow):
         self._update_plan()
         return True
 
+    def confirm_quit_during_run(self) -> bool:
+        """Quitting stops the worker; the run would end as interrupted, so ask first."""
+        answer = QMessageBox.question(
+            self,
+            "Quit while quantizing?",
+            "A quantization is still running. Quitting stops it; the run is kept in History as "
+            "interrupted and its unfinished files are not used.\n\nQuit anyway?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
     def cancel_run(self) -> None:
         run: RunPage = self.pages["run"]
         if run.running:
@@ -458,6 +471,9 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("The worker process stopped unexpectedly; a new one is starting.", 15000)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+        if self.pages["run"].running and not self.confirm_quit_during_run():
+            event.ignore()
+            return
         self.settings.save_geometry(self.saveGeometry())
         self.settings.sync()
         self.client.shutdown()

@@ -185,3 +185,12 @@ def test_window_remembers_geometry_and_recent_models(qtbot, settings, db_path):
     assert (second.width(), second.height()) == (700, 500)
     recent = second.pages["model"].recent
     assert recent.item(0).data(Qt.ItemDataRole.UserRole) == "/models/a.pt2"
+
+
+def test_quitting_during_a_run_asks_first(window, monkeypatch):
+    """Closing the window mid-run needs a yes; a no keeps the window (and the run) alive."""
+    asked = []
+    monkeypatch.setattr(type(window.pages["run"]), "running", property(lambda self: True))
+    monkeypatch.setattr(window, "confirm_quit_during_run", lambda: asked.append(1) or False)
+    window.close()
+    assert asked and window.isVisible()
