@@ -220,8 +220,8 @@ def _torch_scopes(model: onnx.ModelProto) -> dict[str, tuple[str, str]]:
             parts = [str(x) for x in ast.literal_eval(scopes) if x]
         except (ValueError, SyntaxError):
             continue
-        if parts:
-            out[n.name] = (".".join(parts[:-1]), parts[-1])
+        if parts:  # cumulative paths: ['', 'enc', 'enc.self_attn', 'linear']
+            out[n.name] = (parts[-2] if len(parts) > 1 else "", parts[-1])
     return out
 
 
@@ -258,6 +258,12 @@ def diagnose_unfused(path: Path, work_dir: Path, keep_float: tuple[str, ...] = (
         module, fx_name = scopes.get(n.name, ("", ""))
         if any(fnmatch.fnmatchcase(x, pat) for pat in keep_float for x in (module, fx_name) if x):
             reason = "kept in float (your keep-in-float list)"
+        elif n.op_type == "Add" and any(
+            producers.get(i) is not None and producers[i].op_type == "MatMulIntegerToFloat" for i in n.input
+        ):
+            reason = (
+                "bias of a Linear on 3-D input: the MatMul runs as an integer kernel, this bias Add in float"
+            )
         elif n.op_type in FLOAT_COMPUTE and not from_dq:
             reason = "its inputs are not quantized, so it runs as a float kernel"
         elif n.op_type in FLOAT_COMPUTE and not to_q:
