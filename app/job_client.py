@@ -158,7 +158,10 @@ class JobClient(QObject):
     def _on_stdout(self, proc: QProcess) -> None:
         if proc is not self._proc:
             return
-        self._buffer += proc.readAllStandardOutput().data()
+        try:
+            self._buffer += proc.readAllStandardOutput().data()
+        except RuntimeError:  # the QProcess is already gone: the application is shutting down
+            return
         *lines, self._buffer = self._buffer.split(b"\n")
         for raw in lines:
             self._handle_line(raw.decode("utf-8", errors="replace").strip())

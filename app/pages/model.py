@@ -119,11 +119,17 @@ class ModelPage(Page):
         inner.addWidget(self.name_label)
         inner.addWidget(self.path_label)
         inner.addWidget(self.status)
-        inner.addLayout(facts)
-        inner.addWidget(section("Inputs"))
-        inner.addWidget(self.inputs)
-        inner.addWidget(section("Operations in the graph"))
-        inner.addWidget(self.ops, 1)
+        # what inspect found; hidden when the file could not be read, so no empty tables linger
+        self.details = QWidget()
+        found = QVBoxLayout(self.details)
+        found.setContentsMargins(0, 0, 0, 0)
+        found.addLayout(facts)
+        found.addWidget(section("Inputs"))
+        found.addWidget(self.inputs)
+        found.addWidget(section("Operations in the graph"))
+        found.addWidget(self.ops, 1)
+        inner.addWidget(self.details, 100)
+        inner.addStretch(1)  # takes the room when the details are hidden
         self.empty = muted(
             "No model yet. Press “Try the demo model” to see the whole flow on a small image classifier, "
             "or open your own .pt2 or .py file."
@@ -211,6 +217,7 @@ class ModelPage(Page):
         self.name_label.setText(Path(self.model_path).name)
         self.path_label.setText(self.model_path)
         info = self.info or {}
+        self.details.setVisible(bool(self.info))
         self.status.button.hide()
         if reading:
             self.status.show_message("Reading the model… (the first time takes a few seconds)", "ok")
