@@ -8,6 +8,7 @@ batch-norm left, convert_pt2e also skips its slow conv-BN pattern search.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import operator
 
@@ -154,9 +155,57 @@ def _module_class(cls_or_name):
         return None
 
 
-def prepare_graph(gm: GraphModule) -> int:
-    """All rewrites, in place; returns how many lone batch-norms became convs."""
+def linear_as_2d(gm: GraphModule) -> int:
+    """Linear on (batch, tokens, features) -> flatten, 2-D linear, reshape back.
+
+    Exported as-is it becomes MatMul + a float bias Add, which ONNX Runtime runs as MatMulIntegerToFloat
+    plus float ops; in 2-D it is a Gemm with an int32 bias that fuses into one QGemm, and the reshapes
+    carry int8 through unchanged.
+    """
+    count = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target != aten.linear.default:
+            continue
+        x = node.args[0]
+        val = x.meta.get("val") if isinstance(x, Node) else None
+        out_val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor) or val.dim() < 3 or not isinstance(out_val, torch.Tensor):
+            continue
+        with gm.graph.inserting_before(node):
+            flat = gm.graph.call_function(aten.flatten.using_ints, (x, 0, val.dim() - 2))
+            linear = gm.graph.call_function(aten.linear.default, (flat, *node.args[1:]), dict(node.kwargs))
+            sizes = []
+            for d in range(val.dim() - 1):
+                if isinstance(val.shape[d], int):
+                    sizes.append(val.shape[d])
+                else:
+                    size = gm.graph.call_function(aten.sym_size.int, (x, d))
+                    size.meta["val"] = val.shape[d]
+                    sizes.append(size)
+            back = gm.graph.call_function(aten.view.default, (linear, [*sizes, out_val.shape[-1]]))
+        with val.fake_mode if hasattr(val, "fake_mode") else contextlib.nullcontext():
+            flat_val = val.flatten(0, val.dim() - 2)
+            lin_val = flat_val.new_empty((flat_val.shape[0], out_val.shape[-1]))
+        for new, v in ((flat, flat_val), (linear, lin_val), (back, out_val)):
+            new.meta = {k: w for k, w in node.meta.items() if k not in ("val", "source_fn_stack")}
+            new.meta["val"] = v
+        node.replace_all_uses_with(back)
+        gm.graph.erase_node(node)
+        count += 1
+    if count:
+        gm.recompile()
+    return count
+
+
+def prepare_graph(gm: GraphModule, linear_2d: bool) -> int:
+    """All rewrites, in place; returns how many lone batch-norms became convs.
+
+    `linear_2d` only for our own annotator: torchao's inductor quantizers find a Linear by its module
+    and expect the linear op itself to be that module's output.
+    """
     split_shared_module_calls(gm)
     _fuse_conv_bn_(gm)
     global_pool_as_mean(gm)
+    if linear_2d:
+        linear_as_2d(gm)
     return bn_to_depthwise_conv(gm)

@@ -24,7 +24,7 @@ from core.engine import analysis, calibration, graph_extract, graph_passes, onnx
 from core.engine.capture import Captured, batch_dynamic_shapes, capture
 from core.engine.devices import resolve_device
 from core.engine.loading import LoadedModel, load_model
-from core.engine.quantizers import QuantizerOptions, build_quantizer, matches_keep_float
+from core.engine.quantizers import SCHEMES, QuantizerOptions, build_quantizer, matches_keep_float
 from core.errors import UserError
 from core.fsutil import remove_partials, save_atomic, write_atomic
 from core.graphdoc import dump_graphs
@@ -121,7 +121,7 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
         qat=opts.qat_epochs > 0,
     )
     graph = copy.deepcopy(cap.graph_module)
-    standalone_bn = graph_passes.prepare_graph(graph)
+    standalone_bn = graph_passes.prepare_graph(graph, linear_2d=opts.preset in SCHEMES)
     if standalone_bn:
         p.log(f"{standalone_bn} batch-norm(s) that follow no conv became depthwise 1x1 convs (exact)")
     quantizer = build_quantizer(qopts, graph)

@@ -232,3 +232,14 @@ def test_tensorrt_preset_is_symmetric_int8(zoo_pt2, tmp_path):
         if n.op_type == "Conv":
             assert n.input[0] in dq_outputs and n.input[1] in dq_outputs
     assert conv_inputs
+
+
+def test_transformer_block_default_preset_fuses_every_linear(zoo_pt2, tmp_path):
+    """Linear on (batch, tokens, features) runs as QGemm with an int32 bias, not MatMul + float Add."""
+    report = quantize(zoo_pt2("encoder"), tmp_path)
+    counts = report["metrics"]["ort_op_counts"]
+    assert counts.get("QGemm") == 4, counts  # qkv, proj, ff1, ff2
+    assert counts.get("MatMulIntegerToFloat", 0) == 0 and counts.get("Gemm", 0) == 0
+    assert report["metrics"]["output_sqnr_db"] >= 30
+    assert report["metrics"]["onnx_parity_sqnr_db"] >= 35
+    assert {u["op"] for u in report["unfused"]} >= {"LayerNormalization", "Softmax"}  # no integer kernels
