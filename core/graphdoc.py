@@ -57,12 +57,6 @@ class GraphDoc:
     def node(self, node_id: str) -> GraphNode | None:
         return next((n for n in self.nodes if n.id == node_id), None)
 
-    def kind_counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for n in self.nodes:
-            out[n.kind] = out.get(n.kind, 0) + 1
-        return out
-
 
 def load_graphs(path: str | Path) -> dict[str, GraphDoc]:
     """Read a run's graph.json into {"float": GraphDoc, "quantized": GraphDoc}."""

@@ -25,10 +25,6 @@ class InputSpec:
     shape: tuple[int | None, ...]  # without batch; None where the model accepts any size
     dtype: torch.dtype
 
-    def describe(self) -> str:
-        dims = ", ".join("any" if d is None else str(d) for d in self.shape)
-        return f"({dims})"
-
 
 @dataclass
 class CalibrationData:
@@ -49,7 +45,7 @@ class CalibrationData:
         return tuple(t[:n] for t in self.inputs)
 
 
-def input_specs(example_inputs: tuple, names: list[str], fixed_batch: int | None) -> list[InputSpec]:
+def input_specs(example_inputs: tuple, names: list[str]) -> list[InputSpec]:
     names = names if len(names) == len(example_inputs) else [f"input_{i}" for i in range(len(example_inputs))]
     return [InputSpec(n, tuple(int(d) for d in t.shape[1:]), t.dtype) for n, t in zip(names, example_inputs)]
 

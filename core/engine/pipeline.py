@@ -108,7 +108,7 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
     p = stages.enter(1)
     cap = capture(loaded)
     warnings += cap.warnings
-    specs = calibration.input_specs(cap.example_inputs, loaded.input_names, cap.fixed_batch)
+    specs = calibration.input_specs(cap.example_inputs, loaded.input_names)
     float_model = cap.graph_module
     batch_size = cap.fixed_batch or opts.batch_size
 

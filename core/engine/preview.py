@@ -17,7 +17,7 @@ def preview(
 ) -> dict:
     loaded = load_model(model, trust_code)
     cap = capture(loaded)
-    specs = calibration.input_specs(cap.example_inputs, loaded.input_names, cap.fixed_batch)
+    specs = calibration.input_specs(cap.example_inputs, loaded.input_names)
     out = Path(tempfile.mkdtemp(prefix="qdq-preview-"))
     result = {
         "source": calib or "synthetic",
