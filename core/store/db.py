@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import platformdirs
@@ -47,7 +48,7 @@ def make_engine(path: Path, *, foreign_keys: bool = True, pooled: bool = True) -
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode=WAL")
+        _use_wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cur.close()
@@ -57,6 +58,25 @@ def make_engine(path: Path, *, foreign_keys: bool = True, pooled: bool = True) -
         conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
 
     return engine
+
+
+def _use_wal(cur) -> None:
+    """Switch the file to WAL once (the mode is stored in the file).
+
+    Changing the journal mode needs an exclusive lock and SQLite may answer "database is locked" at
+    once, without the busy handler, while another process is creating the same file: retry briefly.
+    """
+    if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _dump_json(value) -> str:
