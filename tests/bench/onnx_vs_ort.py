@@ -10,10 +10,8 @@ Run: python -m tests.bench.onnx_vs_ort [--quick]
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -64,29 +62,13 @@ def _ort_quantize(float_path: Path, calib: np.ndarray, out: Path) -> Path:
     return q
 
 
-def _time(sessions: dict, x: np.ndarray, rounds: int, block: int = 10) -> dict[str, float]:
-    """Blocks of `block` runs per model, models in a shuffled order each round.
-
-    A deployed model runs with its own weights in cache; timing single runs of three models in turn
-    measures cache refills instead (the float ResNet-18 alone is 45 MB). Ratios are medians of the
-    ratios paired within a round, so a noisy stretch of the machine slows both sides alike.
-    """
+def _time(sessions: dict, x: np.ndarray, rounds: int) -> dict[str, float]:
+    """The engine's own timing (blocks per model, shuffled order), with ratios paired within a round
+    so a noisy stretch of the machine slows both sides alike."""
     feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
-    blocks: dict[str, list[float]] = {k: [] for k in sessions}
-    order = list(sessions)
-    shuffle = random.Random(0).shuffle
-    for _ in range(max(3, rounds // block)):
-        shuffle(order)
-        for k in order:
-            s = sessions[k]
-            for _ in range(2):
-                s.run(None, feeds[k])
-            t = []
-            for _ in range(block):
-                t0 = time.perf_counter()
-                s.run(None, feeds[k])
-                t.append((time.perf_counter() - t0) * 1000)
-            blocks[k].append(statistics.median(t))
+    blocks = onnx_export.latency_blocks(
+        sessions, feeds, budget_s=0, block=10, min_rounds=max(3, rounds // 10)
+    )
     out = {k: statistics.median(v) for k, v in blocks.items()}
     out["ours/ort"] = statistics.median(o / r for o, r in zip(blocks["ours"], blocks["ort"]))
     out["float/ours"] = statistics.median(f / o for f, o in zip(blocks["float"], blocks["ours"]))
@@ -164,7 +146,7 @@ def main(argv: list[str] | None = None) -> str:
     )
     ap.add_argument("--only", help="run only the models whose name contains this text")
     args = ap.parse_args(argv)
-    rounds = 30 if args.quick else 100
+    rounds = 60 if args.quick else 150
     rows = []
     for case in CASES:
         if args.only and args.only.lower() not in case[0].lower():
