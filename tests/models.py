@@ -210,6 +210,90 @@ class EncoderBlock(nn.Module):
         return x + self.ff2(self.act(self.ff1(self.ln2(x))))
 
 
+class SqueezeExcite(nn.Module):
+    """EfficientNet-style: SiLU activations and a squeeze-excite gate (pool, 1x1 convs, sigmoid, mul)."""
+
+    def __init__(self, act=nn.SiLU, gate=nn.Sigmoid):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        self.act = act()
+        self.fc1 = nn.Conv2d(16, 4, 1)
+        self.fc2 = nn.Conv2d(4, 16, 1)
+        self.gate = gate()
+        self.head = nn.Conv2d(16, 8, 1)
+
+    def forward(self, x):
+        x = self.act(self.bn(self.conv(x)))
+        s = self.gate(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
+        return self.head(x * s)
+
+
+class FireConcat(nn.Module):
+    """SqueezeNet's fire module: two expand convs concatenated, then a pool and a head."""
+
+    def __init__(self):
+        super().__init__()
+        self.squeeze = nn.Conv2d(3, 8, 1)
+        self.e1 = nn.Conv2d(8, 16, 1)
+        self.e3 = nn.Conv2d(8, 16, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Conv2d(32, 8, 1)
+
+    def forward(self, x):
+        x = torch.relu(self.squeeze(x))
+        y = torch.cat([torch.relu(self.e1(x)), torch.relu(self.e3(x))], 1)
+        return self.head(self.pool(y))
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet-V2 unit: chunk, a conv branch, concat, channel shuffle (view/transpose/reshape)."""
+
+    def __init__(self, c=16):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.branch = nn.Sequential(nn.Conv2d(c // 2, c // 2, 1), nn.BatchNorm2d(c // 2), nn.ReLU())
+        self.head = nn.Conv2d(c, 8, 1)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        a, b = x.chunk(2, dim=1)
+        y = torch.cat([a, self.branch(b)], 1)
+        n, c, h, w = y.shape
+        y = y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        return self.head(y)
+
+
+class UpsampleConcat(nn.Module):
+    """A U-Net step: pool, conv, nearest upsample, skip concat, conv."""
+
+    def __init__(self, mode="nearest"):
+        super().__init__()
+        self.mode = mode
+        self.enc = nn.Conv2d(3, 8, 3, padding=1)
+        self.mid = nn.Conv2d(8, 8, 3, padding=1)
+        self.dec = nn.Conv2d(16, 4, 3, padding=1)
+
+    def forward(self, x):
+        a = torch.relu(self.enc(x))
+        b = torch.relu(self.mid(nn.functional.max_pool2d(a, 2)))
+        up = nn.functional.interpolate(b, scale_factor=2, mode=self.mode)
+        return self.dec(torch.cat([up, a], 1))
+
+
+class TorchEncoderLayer(nn.Module):
+    """nn.TransformerEncoderLayer as users write it: exported with scaled_dot_product_attention."""
+
+    def __init__(self, d=32, heads=2):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(
+            d, heads, 2 * d, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+
+    def forward(self, x):
+        return self.layer(x)
+
+
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give BatchNorms non-trivial statistics so folding them is really exercised."""
     g = torch.Generator().manual_seed(seed)
@@ -233,6 +317,12 @@ ZOO = {
     "bn_after_relu": (BnAfterRelu, (3, 16, 16)),
     "encoder": (EncoderBlock, (16, 64)),
     "resnet18": (lambda: ResNet18(num_classes=100, width=32), (3, 64, 64)),
+    "se_silu": (SqueezeExcite, (3, 16, 16)),
+    "hardswish": (lambda: SqueezeExcite(nn.Hardswish, nn.Hardsigmoid), (3, 16, 16)),
+    "concat": (FireConcat, (3, 16, 16)),
+    "shuffle": (ChannelShuffle, (3, 16, 16)),
+    "upsample_concat": (UpsampleConcat, (3, 16, 16)),
+    "torch_encoder": (TorchEncoderLayer, (16, 32)),
 }
 
 

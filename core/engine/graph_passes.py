@@ -197,15 +197,78 @@ def linear_as_2d(gm: GraphModule) -> int:
     return count
 
 
-def prepare_graph(gm: GraphModule, linear_2d: bool) -> int:
+def _call(gm: GraphModule, like: Node, target, args: tuple) -> Node:
+    """A new node before `like`, with `like`'s module metadata and a fake value computed from `args`."""
+    vals = [a.meta.get("val") if isinstance(a, Node) else a for a in args]
+    fake = next((v.fake_mode for v in vals if hasattr(v, "fake_mode")), None)
+    with gm.graph.inserting_before(like):
+        node = gm.graph.call_function(target, args)
+    node.meta = {k: v for k, v in like.meta.items() if k not in ("val", "source_fn_stack")}
+    with fake if fake is not None else contextlib.nullcontext():
+        node.meta["val"] = target(*vals)
+    return node
+
+
+def _gate(gm: GraphModule, node: Node, gate) -> Node:
+    x = node.args[0]
+    return _call(gm, node, aten.mul.Tensor, (x, _call(gm, node, gate, (x,))))
+
+
+def _attention(gm: GraphModule, node: Node) -> Node | None:
+    q, k, v = node.args[:3]
+    kw = dict(zip(("attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"), node.args[3:]))
+    kw.update(node.kwargs)
+    if kw.get("attn_mask") is not None or kw.get("is_causal") or kw.get("dropout_p") or kw.get("enable_gqa"):
+        return None  # masks and causal attention stay one float op
+    scale = kw.get("scale") or q.meta["val"].shape[-1] ** -0.5
+    qs = _call(gm, node, aten.mul.Tensor, (q, float(scale)))
+    kt = _call(gm, node, aten.transpose.int, (k, -2, -1))
+    scores = _call(gm, node, aten.matmul.default, (qs, kt))
+    weights = _call(gm, node, aten._softmax.default, (scores, -1, False))
+    return _call(gm, node, aten.matmul.default, (weights, v))
+
+
+# op -> rewrite into ops that ONNX Runtime runs in int8 (None: leave the op alone)
+DECOMPOSE = {
+    aten.silu.default: lambda gm, n: _gate(gm, n, aten.sigmoid.default),
+    aten.hardswish.default: lambda gm, n: _gate(gm, n, aten.hardsigmoid.default),
+    aten.scaled_dot_product_attention.default: _attention,
+}
+
+
+def decompose_for_int8(gm: GraphModule) -> int:
+    """SiLU -> x * sigmoid(x), hard-swish -> x * hard-sigmoid(x), unmasked attention -> matmuls + softmax.
+
+    Exported whole, each is one float op between DQ and Q; split up, ONNX Runtime runs the sigmoid,
+    the multiply, both attention matmuls and the softmax as QLinear kernels, as onnxruntime's own
+    quantizer gets from a float ONNX file where the exporter has already split them.
+    """
+    count = 0
+    for node in list(gm.graph.nodes):
+        rewrite = DECOMPOSE.get(node.target) if node.op == "call_function" else None
+        new = rewrite(gm, node) if rewrite else None
+        if new is None:
+            continue
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+        count += 1
+    if count:
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+    return count
+
+
+def prepare_graph(gm: GraphModule, own_annotator: bool) -> int:
     """All rewrites, in place; returns how many lone batch-norms became convs.
 
-    `linear_2d` only for our own annotator: torchao's inductor quantizers find a Linear by its module
-    and expect the linear op itself to be that module's output.
+    The int8-shaped rewrites only for our own annotator: torchao's inductor quantizers find a Linear by
+    its module and expect the linear op itself to be that module's output, and Inductor fuses SiLU and
+    attention itself.
     """
     split_shared_module_calls(gm)
     _fuse_conv_bn_(gm)
     global_pool_as_mean(gm)
-    if linear_2d:
+    if own_annotator:
         linear_as_2d(gm)
+        decompose_for_int8(gm)
     return bn_to_depthwise_conv(gm)

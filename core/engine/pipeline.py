@@ -20,7 +20,16 @@ from torch.fx import GraphModule
 from torchao.quantization.pt2e import move_exported_model_to_eval
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
 
-from core.engine import analysis, calibration, graph_extract, graph_passes, onnx_export, qat, report_html
+from core.engine import (
+    analysis,
+    calibration,
+    graph_extract,
+    graph_passes,
+    onnx_export,
+    qat,
+    range_choice,
+    report_html,
+)
 from core.engine.capture import Captured, batch_dynamic_shapes, capture
 from core.engine.devices import resolve_device
 from core.engine.loading import LoadedModel, load_model
@@ -121,7 +130,7 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
         qat=opts.qat_epochs > 0,
     )
     graph = copy.deepcopy(cap.graph_module)
-    standalone_bn = graph_passes.prepare_graph(graph, linear_2d=opts.preset in SCHEMES)
+    standalone_bn = graph_passes.prepare_graph(graph, own_annotator=opts.preset in SCHEMES)
     if standalone_bn:
         p.log(f"{standalone_bn} batch-norm(s) that follow no conv became depthwise 1x1 convs (exact)")
     quantizer = build_quantizer(qopts, graph)
@@ -185,19 +194,26 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
     float_model, warnings = cap.graph_module, cal.warnings
 
     p = stages.enter(4)
+    sample = calib.take(min(ANALYSIS_SAMPLES, len(calib)))
+    if cap.fixed_batch:
+        sample = calib.take(cap.fixed_batch)
+    ranges = None
+    if opts.observer is None and range_choice.has_histograms(prepared):
+        prepared, converted, ranges = range_choice.choose(
+            prepared, float_model, sample, cap.fixed_batch or range_choice.EVAL_CHUNK
+        )
+        p.log(ranges.describe())
     float_ref = copy.deepcopy(prepared)
     if opts.qat_epochs:
         from torchao.quantization.pt2e import disable_fake_quant
 
         float_ref.apply(disable_fake_quant)
     reference_copy = copy.deepcopy(prepared) if opts.reference_representation else None
-    converted = convert_pt2e(prepared, fold_quantize=True)
+    if ranges is None:
+        converted = convert_pt2e(prepared, fold_quantize=True)
     p(1.0, "converted")
 
     p = stages.enter(5)
-    sample = calib.take(min(ANALYSIS_SAMPLES, len(calib)))
-    if cap.fixed_batch:
-        sample = calib.take(cap.fixed_batch)
     res = analysis.analyse(
         converted,
         float_ref,
@@ -273,6 +289,13 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
             "synthetic": calib.synthetic,
             "skipped": len(calib.skipped),
             "skipped_files": calib.skipped[:50],
+            "activation_ranges": None
+            if ranges is None
+            else {
+                "chosen": ranges.chosen,
+                "output_sqnr_db": ranges.output_sqnr_db,
+                "samples": ranges.samples,
+            },
         },
         "qat": cal.qat_info,
         "artifacts": artifacts,

@@ -43,10 +43,12 @@ ADD_OPS = {aten.add.Tensor, aten.add_.Tensor, operator.add}
 MUL_OPS = {aten.mul.Tensor, aten.mul_.Tensor, operator.mul}
 RELU_OPS = {aten.relu.default, aten.relu_.default}
 CLIP_OPS = {aten.hardtanh.default, aten.hardtanh_.default, aten.clamp.default}
-# Ops that move int8 values without changing them: they share the input's quantization so int8 flows on.
+# Ops that move int8 values without changing them (or only pick among them): they share the input's
+# quantization, so int8 flows on and runtimes drop the Q/DQ pair around them.
 PASS_THROUGH_OPS = {
     aten.max_pool1d.default,
     aten.max_pool2d.default,
+    aten.max_pool3d.default,
     aten.flatten.using_ints,
     aten.view.default,
     aten.reshape.default,
@@ -55,7 +57,22 @@ PASS_THROUGH_OPS = {
     aten.squeeze.dim,
     aten.squeeze.dims,
     aten.unsqueeze.default,
+    aten.unflatten.int,
+    aten.select.int,
+    aten.slice.Tensor,
+    aten.expand.default,
+    aten.contiguous.default,
+    aten.clone.default,
+    aten.dropout.default,
+    aten.pixel_shuffle.default,
+    aten.pixel_unshuffle.default,
+    aten.upsample_nearest1d.vec,
+    aten.upsample_nearest2d.vec,
+    aten.upsample_bilinear2d.vec,  # interpolates between neighbours: never leaves their range
 }
+# Ops that split one tensor into several (read through getitem): each piece shares the input's scale.
+SPLIT_OPS = {aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default, aten.unbind.int}
+CAT_OPS = {aten.cat.default, aten.concat.default}
 # Ops that average int8 values: the output range stays inside the input range, so sharing is safe.
 AVERAGING_OPS = {
     aten.adaptive_avg_pool1d.default,
@@ -63,6 +80,15 @@ AVERAGING_OPS = {
     aten.avg_pool1d.default,
     aten.avg_pool2d.default,
     aten.mean.dim,
+}
+# Ops with an integer kernel in ONNX Runtime (QLinearSigmoid, QLinearLeakyRelu, QLinearSoftmax) whose
+# output range differs from the input's: their output gets its own observer.
+OWN_RANGE_OPS = {
+    aten.sigmoid.default,
+    aten.leaky_relu.default,
+    aten.hardsigmoid.default,
+    aten._softmax.default,
+    aten.softmax.int,
 }
 
 
@@ -268,23 +294,51 @@ class OpQuantizer(Quantizer):
         self._annotate_output(node, node)
 
     def _annotate_pass_through(self, model: GraphModule) -> None:
-        """Let int8 flow through pools/reshapes whose input is already quantized."""
+        """Let int8 flow on through ops whose input is already quantized (in graph order, so chains of
+        them follow the first)."""
         for node in model.graph.nodes:
             if node.op != "call_function" or self._skip(node):
                 continue
-            if node.target not in PASS_THROUGH_OPS and node.target not in AVERAGING_OPS:
+            t = node.target
+            if t in CAT_OPS:
+                self._annotate_cat(node)
                 continue
-            src = node.args[0]
+            src = node.args[0] if node.args else None
             if not (_is_tensor(src) and _has_quantized_output(src)):
                 continue
-            # Averaging narrows the range: it gets its own scale (QLinearGlobalAveragePool takes two);
-            # pools and reshapes that only move values share the input's, so runtimes drop their Q/DQ.
-            averaging = node.target in AVERAGING_OPS
-            node.meta[Q_KEY] = QuantizationAnnotation(
-                input_qspec_map={src: self.act},
-                output_qspec=self.act if averaging else SharedQuantizationSpec((src, node)),
-                _annotated=True,
-            )
+            if t in SPLIT_OPS:
+                self._annotate_split(node, src)
+            elif t in PASS_THROUGH_OPS:
+                self._annotate_unary(node, src, SharedQuantizationSpec((src, node)))
+            elif t in AVERAGING_OPS:
+                # QLinearGlobalAveragePool takes two scales: the narrower output range gets its own
+                self._annotate_unary(node, src, self.act)
+            elif t in OWN_RANGE_OPS and not _only_feeds_output(node):
+                self._annotate_unary(node, src, self.act)
+
+    def _annotate_unary(self, node: Node, src: Node, output_qspec) -> None:
+        node.meta[Q_KEY] = QuantizationAnnotation(
+            input_qspec_map={src: self.act}, output_qspec=output_qspec, _annotated=True
+        )
+
+    def _annotate_cat(self, node: Node) -> None:
+        """One scale for all inputs and the output: the concatenation is then a plain copy of int8
+        (onnxruntime's own quantizer requantizes each input to the output's scale, which rounds twice)."""
+        inputs = list(dict.fromkeys(a for a in node.args[0] if _is_tensor(a)))
+        if not inputs or not any(_has_quantized_output(a) for a in inputs):
+            return
+        first, shared = inputs[0], SharedQuantizationSpec((inputs[0], node))
+        qmap = {a: shared for a in inputs[1:]}
+        qmap[first] = self.act
+        node.meta[Q_KEY] = QuantizationAnnotation(input_qspec_map=qmap, output_qspec=shared, _annotated=True)
+
+    def _annotate_split(self, node: Node, src: Node) -> None:
+        node.meta[Q_KEY] = QuantizationAnnotation(input_qspec_map={src: self.act}, _annotated=True)
+        for user in node.users:
+            if user.target is operator.getitem and not self._skip(user):
+                user.meta[Q_KEY] = QuantizationAnnotation(
+                    output_qspec=SharedQuantizationSpec((src, node)), _annotated=True
+                )
 
     def validate(self, model: GraphModule) -> None:
         return None
@@ -293,6 +347,11 @@ class OpQuantizer(Quantizer):
 def _has_quantized_output(node: Node) -> bool:
     ann = node.meta.get(Q_KEY)
     return ann is not None and ann.output_qspec is not None
+
+
+def _only_feeds_output(node: Node) -> bool:
+    """A model output keeps float precision: quantizing it would only add a Q/DQ pair at the end."""
+    return all(u.op == "output" for u in node.users)
 
 
 def _inductor_quantizer(kind: str, opts: QuantizerOptions, modules: Callable[[], list[str]]):

@@ -7,7 +7,7 @@ from tests.bench import bench_engine, bench_graph_layout, bench_store, onnx_vs_o
 if __name__ == "__main__":
     for name, bench in (
         ("engine overhead", bench_engine.main),
-        ("ONNX: ours vs onnxruntime quantize_static", lambda: onnx_vs_ort.main([])),
+        ("ONNX: ours vs onnxruntime quantize_static", lambda: onnx_vs_ort.main(["--extra"])),
         ("project history store", bench_store.main),
         ("graph layout", bench_graph_layout.main),
     ):

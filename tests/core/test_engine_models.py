@@ -36,6 +36,14 @@ def quantized_ops(out) -> list[str]:
         ("depthwise", {"QLinearConv": 3}),
         ("conv1d", {"QLinearConv": 4, "QGemm": 1, "QLinearGlobalAveragePool": 1}),
         ("bn_after_relu", {"QLinearConv": 3}),
+        # SiLU -> x * sigmoid(x): two SiLUs and the excite gate each run as QLinearSigmoid + QLinearMul
+        (
+            "se_silu",
+            {"QLinearConv": 4, "QLinearSigmoid": 3, "QLinearMul": 3, "QLinearGlobalAveragePool": 1},
+        ),
+        ("concat", {"QLinearConv": 4, "QLinearConcat": 1, "MaxPool": 1}),
+        ("shuffle", {"QLinearConv": 3, "QLinearConcat": 1, "Split": 1}),
+        ("upsample_concat", {"QLinearConv": 3, "QLinearConcat": 1, "Resize": 1}),
     ],
 )
 def test_default_preset_fuses_every_compute_op(zoo_pt2, tmp_path, name, fused):
@@ -44,7 +52,7 @@ def test_default_preset_fuses_every_compute_op(zoo_pt2, tmp_path, name, fused):
     counts = m["ort_op_counts"]
     for op, n in fused.items():
         assert counts.get(op, 0) == n, (op, counts)
-    for float_op in ("Conv", "Gemm", "MatMul", "BatchNormalization"):
+    for float_op in ("Conv", "Gemm", "MatMul", "BatchNormalization", "Sigmoid", "Mul", "Concat"):
         assert counts.get(float_op, 0) == 0, counts
     assert report["unfused"] == []
     assert m["output_sqnr_db"] >= 30, m
@@ -52,6 +60,29 @@ def test_default_preset_fuses_every_compute_op(zoo_pt2, tmp_path, name, fused):
     assert m["onnx_checker"] == "ok"
     assert "batch_norm" not in quantized_ops(tmp_path)
     assert all(layer["quantized"] for layer in report["layers"])
+
+
+def test_hardswish_runs_its_multiply_in_int8(zoo_pt2, tmp_path):
+    # x * hardsigmoid(x): onnxruntime has no integer HardSigmoid (its own quantizer leaves it float too)
+    report = quantize(zoo_pt2("hardswish"), tmp_path)
+    counts = report["metrics"]["ort_op_counts"]
+    assert counts.get("QLinearMul") == 3 and counts.get("HardSigmoid") == 3, counts
+    assert counts.get("Mul", 0) == 0 and counts.get("HardSwish", 0) == 0, counts
+    assert {u["op"] for u in report["unfused"]} == {"HardSigmoid"}, report["unfused"]
+    assert report["metrics"]["output_sqnr_db"] >= 30
+
+
+def test_torch_attention_runs_in_int8(zoo_pt2, tmp_path):
+    # nn.MultiheadAttention exports as one scaled_dot_product_attention op; split into matmuls and a
+    # softmax, both attention matmuls and the softmax get integer kernels
+    report = quantize(zoo_pt2("torch_encoder"), tmp_path)
+    m = report["metrics"]
+    counts = m["ort_op_counts"]
+    assert counts.get("QLinearMatMul") == 2 and counts.get("QLinearSoftmax") == 1, counts
+    assert counts.get("QGemm") == 4 and counts.get("Softmax", 0) == 0, counts
+    assert counts.get("MatMul", 0) == 0 and counts.get("FusedMatMul", 0) == 0, counts
+    assert m["output_sqnr_db"] >= 25, m
+    assert m["onnx_parity_sqnr_db"] >= 35, m
 
 
 def test_bn_after_conv_is_folded_and_lone_bn_still_quantizes(zoo_pt2, tmp_path):

@@ -1,0 +1,327 @@
+"""More architectures for the side-by-side benchmark: shapes the engine's tests do not build.
+
+Each brings an op the four benchmark models lack: concat (SqueezeNet, Inception, U-Net), SiLU and
+squeeze-excite (EfficientNet), hard-swish (MobileNet-V3), chunk and channel shuffle (ShuffleNet),
+LeakyReLU (DarkNet), upsampling and transposed convs (U-Net), nn.TransformerEncoder (ViT), dilated
+conv1d (TCN), GRU, token-mixing MLPs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def cbr(cin, cout, k=3, s=1, g=1, act=nn.ReLU):
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(cout), act()
+    )
+
+
+class Fire(nn.Module):
+    def __init__(self, cin, sq, e):
+        super().__init__()
+        self.s = nn.Sequential(nn.Conv2d(cin, sq, 1), nn.ReLU())
+        self.e1 = nn.Sequential(nn.Conv2d(sq, e, 1), nn.ReLU())
+        self.e3 = nn.Sequential(nn.Conv2d(sq, e, 3, padding=1), nn.ReLU())
+
+    def forward(self, x):
+        x = self.s(x)
+        return torch.cat([self.e1(x), self.e3(x)], 1)
+
+
+class SqueezeNet(nn.Module):
+    def __init__(self, n=1000):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 3, 2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, ceil_mode=True),
+            Fire(64, 16, 64),
+            Fire(128, 16, 64),
+            nn.MaxPool2d(3, 2, ceil_mode=True),
+            Fire(128, 32, 128),
+            Fire(256, 32, 128),
+            nn.MaxPool2d(3, 2, ceil_mode=True),
+            Fire(256, 48, 192),
+            Fire(384, 48, 192),
+            Fire(384, 64, 256),
+            Fire(512, 64, 256),
+        )
+        self.cls = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(512, n, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+
+    def forward(self, x):
+        return torch.flatten(self.cls(self.features(x)), 1)
+
+
+class VGG(nn.Module):
+    def __init__(self):
+        super().__init__()
+        cfg = [32, "M", 64, "M", 128, 128, "M", 256, 256, "M"]
+        layers, c = [], 3
+        for v in cfg:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=True)]
+                c = v
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Sequential(nn.Linear(256 * 8 * 8, 512), nn.ReLU(), nn.Dropout(), nn.Linear(512, 10))
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.features(x), 1))
+
+
+class SE(nn.Module):
+    def __init__(self, c, r=4, gate=nn.Sigmoid, act=nn.ReLU):
+        super().__init__()
+        self.fc1 = nn.Conv2d(c, c // r, 1)
+        self.act = act()
+        self.fc2 = nn.Conv2d(c // r, c, 1)
+        self.gate = gate()
+
+    def forward(self, x):
+        s = F.adaptive_avg_pool2d(x, 1)
+        return x * self.gate(self.fc2(self.act(self.fc1(s))))
+
+
+class MBConv(nn.Module):
+    def __init__(self, cin, cout, s, e, act=nn.SiLU, gate=nn.Sigmoid, k=3):
+        super().__init__()
+        mid = cin * e
+        self.use_res = s == 1 and cin == cout
+        self.block = nn.Sequential(
+            cbr(cin, mid, 1, act=act),
+            cbr(mid, mid, k, s, g=mid, act=act),
+            SE(mid, 4, gate, act if act is not nn.Hardswish else nn.ReLU),
+            nn.Conv2d(mid, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+
+    def forward(self, x):
+        y = self.block(x)
+        return x + y if self.use_res else y
+
+
+class EfficientNetish(nn.Module):
+    def __init__(self, act=nn.SiLU, gate=nn.Sigmoid):
+        super().__init__()
+        self.stem = cbr(3, 32, 3, 2, act=act)
+        cfg = [
+            (32, 16, 1, 1),
+            (16, 24, 2, 6),
+            (24, 24, 1, 6),
+            (24, 40, 2, 6),
+            (40, 40, 1, 6),
+            (40, 80, 2, 6),
+            (80, 80, 1, 6),
+            (80, 112, 1, 6),
+            (112, 192, 2, 6),
+        ]
+        self.blocks = nn.Sequential(*[MBConv(a, b, s, e, act, gate) for a, b, s, e in cfg])
+        self.head = cbr(192, 640, 1, act=act)
+        self.fc = nn.Linear(640, 1000)
+
+    def forward(self, x):
+        x = self.head(self.blocks(self.stem(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def MobileNetV3ish():
+    return EfficientNetish(act=nn.Hardswish, gate=nn.Hardsigmoid)
+
+
+class UNet(nn.Module):
+    def __init__(self, up="transpose"):
+        super().__init__()
+        self.e1 = nn.Sequential(cbr(3, 16), cbr(16, 16))
+        self.e2 = nn.Sequential(cbr(16, 32), cbr(32, 32))
+        self.e3 = nn.Sequential(cbr(32, 64), cbr(64, 64))
+        self.upm = up
+        if up == "transpose":
+            self.u2 = nn.ConvTranspose2d(64, 32, 2, 2)
+            self.u1 = nn.ConvTranspose2d(32, 16, 2, 2)
+        self.d2 = nn.Sequential(cbr(64 if up == "transpose" else 96, 32), cbr(32, 32))
+        self.d1 = nn.Sequential(cbr(32 if up == "transpose" else 48, 16), cbr(16, 16))
+        self.out = nn.Conv2d(16, 2, 1)
+
+    def _up(self, x, m):
+        if self.upm == "transpose":
+            return m(x)
+        return F.interpolate(x, scale_factor=2, mode=self.upm)
+
+    def forward(self, x):
+        a = self.e1(x)
+        b = self.e2(F.max_pool2d(a, 2))
+        c = self.e3(F.max_pool2d(b, 2))
+        d = self.d2(torch.cat([self._up(c, getattr(self, "u2", None)), b], 1))
+        e = self.d1(torch.cat([self._up(d, getattr(self, "u1", None)), a], 1))
+        return self.out(e)
+
+
+class ShuffleBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        h = c // 2
+        self.b = nn.Sequential(
+            cbr(h, h, 1), nn.Conv2d(h, h, 3, 1, 1, groups=h, bias=False), nn.BatchNorm2d(h), cbr(h, h, 1)
+        )
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        y = torch.cat([a, self.b(b)], 1)
+        n, c, hh, ww = y.shape
+        return y.view(n, 2, c // 2, hh, ww).transpose(1, 2).reshape(n, c, hh, ww)
+
+
+class ShuffleNetish(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(cbr(3, 24, 3, 2), nn.MaxPool2d(3, 2, 1), cbr(24, 116, 1))
+        self.blocks = nn.Sequential(*[ShuffleBlock(116) for _ in range(4)])
+        self.fc = nn.Linear(116, 1000)
+
+    def forward(self, x):
+        return self.fc(self.blocks(self.stem(x)).mean([2, 3]))
+
+
+class ViT(nn.Module):
+    def __init__(self, d=192, depth=4, heads=3, patch=16, img=224, n=1000):
+        super().__init__()
+        self.patch = nn.Conv2d(3, d, patch, patch)
+        self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.pos = nn.Parameter(torch.randn(1, (img // patch) ** 2 + 1, d) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            d, heads, 4 * d, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.enc = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, n)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
+        return self.head(self.norm(self.enc(x))[:, 0])
+
+
+class DarkNetish(nn.Module):
+    def __init__(self):
+        super().__init__()
+
+        def c(a, b, k=3, s=1):
+            return nn.Sequential(
+                nn.Conv2d(a, b, k, s, k // 2, bias=False), nn.BatchNorm2d(b), nn.LeakyReLU(0.1)
+            )
+
+        self.f = nn.Sequential(
+            c(3, 32),
+            c(32, 64, 3, 2),
+            c(64, 32, 1),
+            c(32, 64),
+            c(64, 128, 3, 2),
+            c(128, 64, 1),
+            c(64, 128),
+            c(128, 256, 3, 2),
+        )
+        self.out = nn.Conv2d(256, 255, 1)
+
+    def forward(self, x):
+        return self.out(self.f(x))
+
+
+class Inceptionish(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(cbr(3, 32, 3, 2), cbr(32, 64, 3, 2))
+        self.b1 = cbr(64, 32, 1)
+        self.b2 = nn.Sequential(cbr(64, 24, 1), cbr(24, 32, 3))
+        self.b3 = nn.Sequential(cbr(64, 16, 1), cbr(16, 24, 3), cbr(24, 24, 3))
+        self.b4 = nn.Sequential(nn.AvgPool2d(3, 1, 1), cbr(64, 16, 1))
+        self.fc = nn.Linear(104, 100)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = torch.cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], 1)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
+
+
+class TCN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        c = 64
+        self.inp = nn.Conv1d(13, c, 1)
+        self.blocks = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv1d(c, c, 3, padding=d, dilation=d),
+                    nn.BatchNorm1d(c),
+                    nn.ReLU(),
+                    nn.Conv1d(c, c, 1),
+                )
+                for d in (1, 2, 4, 8)
+            ]
+        )
+        self.fc = nn.Linear(c, 10)
+
+    def forward(self, x):
+        x = self.inp(x)
+        for b in self.blocks:
+            x = F.relu(x + b(x))
+        return self.fc(x.mean(-1))
+
+
+class GRUNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(40, 128, batch_first=True)
+        self.fc = nn.Linear(128, 10)
+
+    def forward(self, x):
+        y, _ = self.gru(x)
+        return self.fc(y[:, -1])
+
+
+class MLPMixer(nn.Module):
+    def __init__(self, d=128, tokens=64, depth=4):
+        super().__init__()
+        self.emb = nn.Conv2d(3, d, 8, 8)
+        self.layers = nn.ModuleList()
+        for _ in range(depth):
+            self.layers.append(
+                nn.ModuleList(
+                    [
+                        nn.LayerNorm(d),
+                        nn.Sequential(nn.Linear(tokens, 256), nn.GELU(), nn.Linear(256, tokens)),
+                        nn.LayerNorm(d),
+                        nn.Sequential(nn.Linear(d, 512), nn.GELU(), nn.Linear(512, d)),
+                    ]
+                )
+            )
+        self.head = nn.Linear(d, 10)
+
+    def forward(self, x):
+        x = self.emb(x).flatten(2).transpose(1, 2)
+        for n1, tok, n2, ch in self.layers:
+            x = x + tok(n1(x).transpose(1, 2)).transpose(1, 2)
+            x = x + ch(n2(x))
+        return self.head(x.mean(1))
+
+
+# name -> (constructor, input shape without batch, timing batch, calibration samples)
+CASES = {
+    "squeezenet": (SqueezeNet, (3, 224, 224), 1, 32),
+    "vgg-small": (VGG, (3, 128, 128), 1, 32),
+    "efficientnet-ish": (EfficientNetish, (3, 224, 224), 1, 32),
+    "mobilenetv3-ish": (MobileNetV3ish, (3, 224, 224), 1, 32),
+    "unet-transpose": (UNet, (3, 128, 128), 1, 16),
+    "unet-nearest": (lambda: UNet("nearest"), (3, 128, 128), 1, 16),
+    "unet-bilinear": (lambda: UNet("bilinear"), (3, 128, 128), 1, 16),
+    "shufflenet-ish": (ShuffleNetish, (3, 224, 224), 1, 32),
+    "vit-tiny": (ViT, (3, 224, 224), 1, 16),
+    "darknet-ish": (DarkNetish, (3, 256, 256), 1, 16),
+    "inception-ish": (Inceptionish, (3, 224, 224), 1, 32),
+    "tcn": (TCN, (13, 400), 16, 64),
+    "gru": (GRUNet, (50, 40), 16, 64),
+    "mlp-mixer": (MLPMixer, (3, 64, 64), 8, 32),
+}

@@ -1,0 +1,87 @@
+"""Choosing activation ranges by output SQNR: the min/max candidate must be a faithful min/max model."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+from core.engine import graph_passes, range_choice
+from core.engine.analysis import sqnr_db
+from core.engine.quantizers import QuantizerOptions, build_quantizer
+from tests import models
+
+
+def _prepared(observer: str, x: torch.Tensor):
+    model, shape = models.build("residual_add")
+    ep = torch.export.export(model, (x[:2],), dynamic_shapes=({0: torch.export.Dim("batch", max=64)},))
+    gm = ep.module()
+    graph_passes.prepare_graph(gm, own_annotator=True)
+    prepared = prepare_pt2e(gm, build_quantizer(QuantizerOptions("onnxruntime", observer=observer), gm))
+    with torch.no_grad():
+        for i in range(0, len(x), 8):
+            prepared(x[i : i + 8])
+    return ep.module(), prepared
+
+
+def _qparams(converted) -> list[tuple[float, int]]:
+    """(scale, zero point) of every activation quantize op, in graph order."""
+    out = []
+    for n in converted.graph.nodes:
+        if (
+            n.op == "call_function"
+            and "quantize_per_tensor" in str(n.target)
+            and "dequantize" not in str(n.target)
+        ):
+            out.append((float(n.args[1]), int(n.args[2])))
+    return out
+
+
+def _bias_scales_match(converted) -> bool:
+    """Every int32 bias is dequantized with input scale x weight scale (what ONNX Runtime assumes)."""
+    checked = 0
+    for n in converted.graph.nodes:
+        if n.op != "call_function" or n.target is not torch.ops.aten.conv2d.default or len(n.args) < 3:
+            continue
+        x_dq, w_dq, b_dq = n.args[:3]
+        x_scale = float(x_dq.args[1])
+        w_scale = getattr(converted, w_dq.args[1].target)
+        b_scale = getattr(converted, b_dq.args[1].target)
+        assert torch.allclose(b_scale.float(), (x_scale * w_scale).float(), rtol=1e-5), n.name
+        checked += 1
+    return checked > 0
+
+
+def test_minmax_variant_equals_a_minmax_calibration():
+    x = torch.randn(32, 8, 16, 16) * 3
+    _, hist = _prepared("histogram", x)
+    _, mm = _prepared("minmax", x)
+    variant = range_choice.minmax_variant(hist)
+    assert any(isinstance(m, HistogramObserver) for m in hist.modules())  # the original is untouched
+    assert not any(isinstance(m, HistogramObserver) for m in variant.modules())
+    assert any(isinstance(m, MinMaxObserver) for m in variant.modules())
+    got = _qparams(convert_pt2e(copy.deepcopy(variant), fold_quantize=True))
+    want = _qparams(convert_pt2e(copy.deepcopy(mm), fold_quantize=True))
+    assert len(got) == len(want) > 0
+    for (s1, z1), (s2, z2) in zip(got, want):
+        assert abs(s1 - s2) <= 1e-6 * s2 and z1 == z2
+    # the histogram's clipped ranges really differ, or the choice would be between two equal models
+    assert _qparams(convert_pt2e(copy.deepcopy(hist), fold_quantize=True)) != want
+
+
+def test_choice_keeps_the_better_candidate_with_consistent_bias_scales():
+    x = torch.randn(32, 8, 16, 16)
+    x[0, 0, 0, 0] = 40.0  # one outlier: the histogram clips it, min/max keeps it
+    float_model, prepared = _prepared("histogram", x)
+    chosen, converted, choice = range_choice.choose(prepared, float_model, (x,))
+    assert set(choice.output_sqnr_db) == {"histogram", "minmax"} and choice.samples == 32
+    assert choice.output_sqnr_db[choice.chosen] == max(choice.output_sqnr_db.values())
+    # the converted model returned is the chosen one, and it reproduces the reported SQNR
+    with torch.no_grad():
+        measured = sqnr_db(float_model(x), converted(x))
+    assert abs(measured - choice.output_sqnr_db[choice.chosen]) < 0.01
+    assert _bias_scales_match(converted)
+    assert (chosen is prepared) == (choice.chosen == "histogram")
+    assert choice.chosen in choice.describe() and "dB" in choice.describe()
