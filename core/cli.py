@@ -39,7 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--keep-float", action="append", default=[], metavar="PATTERN", help="layers to keep in float"
     )
-    q.add_argument("--observer", choices=OBSERVERS, help="activation observer (default: the preset's)")
+    q.add_argument(
+        "--observer",
+        choices=OBSERVERS,
+        help="activation observer (default: the preset's; where that is histogram, plain min/max ranges are "
+        "tried too and the better output SQNR kept)",
+    )
     q.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
     q.add_argument(
         "--reference-representation", action="store_true", help="integer reference ops in the .pt2"

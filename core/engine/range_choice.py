@@ -44,7 +44,8 @@ def minmax_variant(prepared: GraphModule) -> GraphModule:
     """A copy whose histogram observers report the min/max they saw instead of a clipped range."""
     variant = copy.deepcopy(prepared)
     swapped: dict[int, MinMaxObserver] = {}
-    for name, mod in list(variant.named_children()):
+    # shared ranges are one observer under several names; named_children() would yield it only once
+    for name, mod in list(variant._modules.items()):
         if not isinstance(mod, HistogramObserver):
             continue
         if id(mod) not in swapped:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -14,8 +15,8 @@ from core.engine.quantizers import QuantizerOptions, build_quantizer
 from tests import models
 
 
-def _prepared(observer: str, x: torch.Tensor):
-    model, shape = models.build("residual_add")
+def _prepared(observer: str, x: torch.Tensor, name: str = "residual_add"):
+    model, _ = models.build(name)
     ep = torch.export.export(model, (x[:2],), dynamic_shapes=({0: torch.export.Dim("batch", max=64)},))
     gm = ep.module()
     graph_passes.prepare_graph(gm, own_annotator=True)
@@ -54,10 +55,12 @@ def _bias_scales_match(converted) -> bool:
     return checked > 0
 
 
-def test_minmax_variant_equals_a_minmax_calibration():
-    x = torch.randn(32, 8, 16, 16) * 3
-    _, hist = _prepared("histogram", x)
-    _, mm = _prepared("minmax", x)
+# concat and max-pool share one observer among several edges (one module under several names)
+@pytest.mark.parametrize(("name", "shape"), [("residual_add", (8, 16, 16)), ("concat", (3, 16, 16))])
+def test_minmax_variant_equals_a_minmax_calibration(name, shape):
+    x = torch.randn(32, *shape) * 3
+    _, hist = _prepared("histogram", x, name)
+    _, mm = _prepared("minmax", x, name)
     variant = range_choice.minmax_variant(hist)
     assert any(isinstance(m, HistogramObserver) for m in hist.modules())  # the original is untouched
     assert not any(isinstance(m, HistogramObserver) for m in variant.modules())
