@@ -265,7 +265,7 @@ class ChannelShuffle(nn.Module):
 
 
 class UpsampleConcat(nn.Module):
-    """A U-Net step: pool, conv, nearest upsample, skip concat, conv."""
+    """A U-Net step: pool, conv, upsample (interpolation or transposed conv), skip concat, conv."""
 
     def __init__(self, mode="nearest"):
         super().__init__()
@@ -273,11 +273,15 @@ class UpsampleConcat(nn.Module):
         self.enc = nn.Conv2d(3, 8, 3, padding=1)
         self.mid = nn.Conv2d(8, 8, 3, padding=1)
         self.dec = nn.Conv2d(16, 4, 3, padding=1)
+        self.up = nn.ConvTranspose2d(8, 8, 2, 2) if mode == "transpose" else None
 
     def forward(self, x):
         a = torch.relu(self.enc(x))
         b = torch.relu(self.mid(nn.functional.max_pool2d(a, 2)))
-        up = nn.functional.interpolate(b, scale_factor=2, mode=self.mode)
+        if self.up is not None:
+            up = self.up(b)  # signed, beside the ReLU skip `a`
+        else:
+            up = nn.functional.interpolate(b, scale_factor=2, mode=self.mode)
         return self.dec(torch.cat([up, a], 1))
 
 
@@ -322,6 +326,7 @@ ZOO = {
     "concat": (FireConcat, (3, 16, 16)),
     "shuffle": (ChannelShuffle, (3, 16, 16)),
     "upsample_concat": (UpsampleConcat, (3, 16, 16)),
+    "transpose_concat": (lambda: UpsampleConcat("transpose"), (3, 16, 16)),
     "torch_encoder": (TorchEncoderLayer, (16, 32)),
 }
 

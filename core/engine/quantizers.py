@@ -322,15 +322,23 @@ class OpQuantizer(Quantizer):
         )
 
     def _annotate_cat(self, node: Node) -> None:
-        """One scale for all inputs and the output: the concatenation is then a plain copy of int8
-        (onnxruntime's own quantizer requantizes each input to the output's scale, which rounds twice)."""
+        """One scale for all inputs and the output, so the concatenation is a plain copy of int8
+        (onnxruntime's own quantizer requantizes each input to the output's scale, rounding twice).
+
+        Not when ReLU outputs meet signed tensors (a U-Net skip beside a transposed conv): the shared
+        range would go negative, its zero point leave 0, and the ReLU no longer fold into its conv's Q,
+        which then runs in float. Each input then keeps its own range, as onnxruntime's quantizer does.
+        """
         inputs = list(dict.fromkeys(a for a in node.args[0] if _is_tensor(a)))
         if not inputs or not any(_has_quantized_output(a) for a in inputs):
             return
-        first, shared = inputs[0], SharedQuantizationSpec((inputs[0], node))
-        qmap = {a: shared for a in inputs[1:]}
-        qmap[first] = self.act
-        node.meta[Q_KEY] = QuantizationAnnotation(input_qspec_map=qmap, output_qspec=shared, _annotated=True)
+        if len({_is_relu_like(a) for a in inputs}) > 1:
+            qmap, out = {a: self.act for a in inputs}, self.act
+        else:
+            out = SharedQuantizationSpec((inputs[0], node))
+            qmap = {a: out for a in inputs[1:]}
+            qmap[inputs[0]] = self.act
+        node.meta[Q_KEY] = QuantizationAnnotation(input_qspec_map=qmap, output_qspec=out, _annotated=True)
 
     def _annotate_split(self, node: Node, src: Node) -> None:
         node.meta[Q_KEY] = QuantizationAnnotation(input_qspec_map={src: self.act}, _annotated=True)

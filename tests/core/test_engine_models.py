@@ -72,6 +72,18 @@ def test_hardswish_runs_its_multiply_in_int8(zoo_pt2, tmp_path):
     assert report["metrics"]["output_sqnr_db"] >= 30
 
 
+def test_concat_of_relu_and_signed_inputs_keeps_every_conv_int8(zoo_pt2, tmp_path):
+    # one shared range for a ReLU skip and a transposed conv's signed output would go negative, stop
+    # the ReLU folding into its conv's Q and leave that conv in float
+    report = quantize(zoo_pt2("transpose_concat"), tmp_path)
+    counts = report["metrics"]["ort_op_counts"]
+    assert counts.get("QLinearConv") == 3 and counts.get("QLinearConcat") == 1, counts
+    assert counts.get("FusedConv", 0) == 0 and counts.get("Conv", 0) == 0, counts
+    # onnxruntime has no integer ConvTranspose kernel: its own quantizer leaves it float too
+    assert [u["op"] for u in report["unfused"]] == ["ConvTranspose"], report["unfused"]
+    assert report["metrics"]["onnx_parity_sqnr_db"] >= 35
+
+
 def test_torch_attention_runs_in_int8(zoo_pt2, tmp_path):
     # nn.MultiheadAttention exports as one scaled_dot_product_attention op; split into matmuls and a
     # softmax, both attention matmuls and the softmax get integer kernels
