@@ -209,16 +209,8 @@ def _call(gm: GraphModule, like: Node, target, args: tuple) -> Node:
     return node
 
 
-def _gate(gm: GraphModule, node: Node, gate) -> Node:
-    x = node.args[0]
-    return _call(gm, node, aten.mul.Tensor, (x, _call(gm, node, gate, (x,))))
-
-
-# op -> rewrite into ops that ONNX Runtime runs in int8 (None: leave the op alone)
-DECOMPOSE = {
-    aten.silu.default: lambda gm, n: _gate(gm, n, aten.sigmoid.default),
-    aten.hardswish.default: lambda gm, n: _gate(gm, n, aten.hardsigmoid.default),
-}
+# x * gate(x) activations, written out so the gate and the multiply each get an integer kernel
+GATED = {aten.silu.default: aten.sigmoid.default, aten.hardswish.default: aten.hardsigmoid.default}
 
 
 def decompose_for_int8(gm: GraphModule) -> int:
@@ -231,10 +223,10 @@ def decompose_for_int8(gm: GraphModule) -> int:
     """
     count = 0
     for node in list(gm.graph.nodes):
-        rewrite = DECOMPOSE.get(node.target) if node.op == "call_function" else None
-        new = rewrite(gm, node) if rewrite else None
-        if new is None:
+        if node.op != "call_function" or node.target not in GATED:
             continue
+        x = node.args[0]
+        new = _call(gm, node, aten.mul.Tensor, (x, _call(gm, node, GATED[node.target], (x,))))
         node.replace_all_uses_with(new)
         gm.graph.erase_node(node)
         count += 1

@@ -310,10 +310,9 @@ class OpQuantizer(Quantizer):
                 self._annotate_split(node, src)
             elif t in PASS_THROUGH_OPS:
                 self._annotate_unary(node, src, SharedQuantizationSpec((src, node)))
-            elif t in AVERAGING_OPS:
-                # QLinearGlobalAveragePool takes two scales: the narrower output range gets its own
-                self._annotate_unary(node, src, self.act)
-            elif t in OWN_RANGE_OPS and not _only_feeds_output(node):
+            elif t in AVERAGING_OPS or t in OWN_RANGE_OPS and not _only_feeds_output(node):
+                # an average's range is narrower than its input's (QLinearGlobalAveragePool takes two
+                # scales); a sigmoid's or softmax's differs altogether: both get their own
                 self._annotate_unary(node, src, self.act)
 
     def _annotate_unary(self, node: Node, src: Node, output_qspec) -> None:
