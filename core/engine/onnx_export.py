@@ -24,7 +24,7 @@ import torch
 
 from core.errors import UserError
 
-OPSET = 18
+OPSET = 20
 SCOPE_KEY = "pkg.torch.onnx.name_scopes"
 INTEGER_OPS = {
     "QLinearConv",
