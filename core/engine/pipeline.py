@@ -23,11 +23,11 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, 
 from core.engine import (
     analysis,
     calibration,
+    candidates,
     graph_extract,
     graph_passes,
     onnx_export,
     qat,
-    range_choice,
     report_html,
 )
 from core.engine.capture import Captured, batch_dynamic_shapes, capture
@@ -197,19 +197,17 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
     sample = calib.take(min(ANALYSIS_SAMPLES, len(calib)))
     if cap.fixed_batch:
         sample = calib.take(cap.fixed_batch)
-    ranges = None
-    if opts.observer is None and range_choice.has_histograms(prepared):
-        prepared, converted, ranges = range_choice.choose(
-            prepared, float_model, sample, cap.fixed_batch or range_choice.EVAL_CHUNK
-        )
-        p.log(ranges.describe())
+    choice = None
+    if opts.observer is None and candidates.has_histograms(prepared):
+        prepared, converted, choice = candidates.choose(prepared, float_model, sample, cap.fixed_batch)
+        p.log(choice.describe())
     float_ref = copy.deepcopy(prepared)
     if opts.qat_epochs:
         from torchao.quantization.pt2e import disable_fake_quant
 
         float_ref.apply(disable_fake_quant)
     reference_copy = copy.deepcopy(prepared) if opts.reference_representation else None
-    if ranges is None:
+    if choice is None:
         converted = convert_pt2e(prepared, fold_quantize=True)
     p(1.0, "converted")
 
@@ -289,12 +287,14 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
             "synthetic": calib.synthetic,
             "skipped": len(calib.skipped),
             "skipped_files": calib.skipped[:50],
-            "activation_ranges": None
-            if ranges is None
+            "candidates": None
+            if choice is None
             else {
-                "chosen": ranges.chosen,
-                "output_sqnr_db": ranges.output_sqnr_db,
-                "samples": ranges.samples,
+                "chosen": choice.chosen,
+                "ranges": choice.ranges,
+                "bias_corrected": choice.bias_corrected,
+                "output_sqnr_db": choice.output_sqnr_db,
+                "samples": choice.samples,
             },
         },
         "qat": cal.qat_info,

@@ -1,4 +1,4 @@
-"""Choosing activation ranges by output SQNR: the min/max candidate must be a faithful min/max model."""
+"""Candidate quantizations kept by output SQNR: each candidate must be what it claims to be."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-from core.engine import graph_passes, range_choice
-from core.engine.analysis import sqnr_db
+from core.engine import candidates, graph_passes
+from core.engine.analysis import record, sqnr_db
 from core.engine.quantizers import QuantizerOptions, build_quantizer
 from tests import models
 
@@ -61,7 +61,7 @@ def test_minmax_variant_equals_a_minmax_calibration(name, shape):
     x = torch.randn(32, *shape) * 3
     _, hist = _prepared("histogram", x, name)
     _, mm = _prepared("minmax", x, name)
-    variant = range_choice.minmax_variant(hist)
+    variant = candidates.minmax_variant(hist)
     assert any(isinstance(m, HistogramObserver) for m in hist.modules())  # the original is untouched
     assert not any(isinstance(m, HistogramObserver) for m in variant.modules())
     assert any(isinstance(m, MinMaxObserver) for m in variant.modules())
@@ -78,8 +78,10 @@ def test_choice_keeps_the_better_candidate_with_consistent_bias_scales():
     x = torch.randn(32, 8, 16, 16)
     x[0, 0, 0, 0] = 40.0  # one outlier: the histogram clips it, min/max keeps it
     float_model, prepared = _prepared("histogram", x)
-    chosen, converted, choice = range_choice.choose(prepared, float_model, (x,))
-    assert set(choice.output_sqnr_db) == {"histogram", "minmax"} and choice.samples == 32
+    chosen, converted, choice = candidates.choose(prepared, float_model, (x,))
+    ranges = {"histogram", "minmax"}
+    assert ranges <= set(choice.output_sqnr_db) <= ranges | {f"{choice.ranges}{candidates.BIAS}"}
+    assert choice.samples == 32
     assert choice.output_sqnr_db[choice.chosen] == max(choice.output_sqnr_db.values())
     # the converted model returned is the chosen one, and it reproduces the reported SQNR
     with torch.no_grad():
@@ -88,3 +90,31 @@ def test_choice_keeps_the_better_candidate_with_consistent_bias_scales():
     assert _bias_scales_match(converted)
     assert (chosen is prepared) == (choice.chosen == "histogram")
     assert choice.chosen in choice.describe() and "dB" in choice.describe()
+
+
+def _mean_channel_error(prepared, converted, x, name) -> torch.Tensor:
+    ref, _ = record(prepared, {name}, (x,))
+    got, _ = record(converted, {name}, (x,))
+    return (got[name] - ref[name]).mean((0, 2, 3)).abs()
+
+
+def test_bias_correction_removes_the_mean_output_error():
+    x = torch.randn(32, 8, 16, 16)
+    _, prepared = _prepared("minmax", x)
+    converted = convert_pt2e(copy.deepcopy(prepared), fold_quantize=True)
+    fixed = candidates.bias_corrected(prepared, converted, (x,), chunk=4)
+    assert fixed is not None and fixed is not prepared
+    fixed_converted = convert_pt2e(copy.deepcopy(fixed), fold_quantize=True)
+    first = next(n.name for n in prepared.graph.nodes if n.target is torch.ops.aten.conv2d.default)
+    before = _mean_channel_error(prepared, converted, x, first)
+    after = _mean_channel_error(prepared, fixed_converted, x, first)
+    # the first conv sees the same quantized input in both: only its corrected bias differs
+    assert after.max() < 0.2 * before.max(), (before, after)
+    assert _bias_scales_match(fixed_converted)
+    # the original keeps its biases; the copy's moved
+    node = next(n for n in prepared.graph.nodes if n.name == first)
+    fixed_node = next(n for n in fixed.graph.nodes if n.name == first)
+    assert not torch.equal(candidates.bias_tensor(prepared, node), candidates.bias_tensor(fixed, fixed_node))
+    kept = candidates.bias_tensor(prepared, node).clone()
+    candidates.bias_corrected(prepared, converted, (x,), chunk=4)
+    assert torch.equal(candidates.bias_tensor(prepared, node), kept)
