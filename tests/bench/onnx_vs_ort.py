@@ -10,6 +10,7 @@ Run: python -m tests.bench.onnx_vs_ort [--quick] [--extra] [--only NAME]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 from pathlib import Path
@@ -37,10 +38,11 @@ def _ort_quantize(float_path: Path, calib: np.ndarray, out: Path) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     pre = out / "float.pre.onnx"
-    try:
-        quant_pre_process(str(float_path), str(pre))
-    except Exception:  # its symbolic shape inference gives up on some Resize graphs; ONNX's own still works
-        quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
+    with contextlib.chdir(out):  # it leaves sym_shape_infer_temp.onnx in the working directory
+        try:
+            quant_pre_process(str(float_path), str(pre))
+        except Exception:  # its symbolic shape inference gives up on some Resize graphs; ONNX's own works
+            quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
     sess = onnx_export.session(pre)
     name = sess.get_inputs()[0].name
 
