@@ -42,10 +42,17 @@ class Choice:
         return self.ranges + (BIAS if self.bias_corrected else "")
 
     def describe(self) -> str:
-        others = ", ".join(f"{k} {v:.1f} dB" for k, v in self.output_sqnr_db.items() if k != self.chosen)
+        def words(key: str) -> str:
+            ranges = key.removesuffix(BIAS)
+            return {"histogram": "histogram ranges", "minmax": "min/max ranges"}[ranges] + (
+                " + bias correction" if key.endswith(BIAS) else ""
+            )
+
+        s = self.output_sqnr_db
+        others = ", ".join(f"{words(k)} {v:.1f} dB" for k, v in s.items() if k != self.chosen)
         return (
-            f"kept {self.chosen} ({self.output_sqnr_db[self.chosen]:.1f} dB output SQNR; {others}) "
-            f"on {self.samples} calibration samples"
+            f"compared {len(s)} ways to quantize on {self.samples} calibration samples: kept "
+            f"{words(self.chosen)} ({s[self.chosen]:.1f} dB output SQNR; {others})"
         )
 
 

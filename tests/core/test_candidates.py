@@ -89,7 +89,8 @@ def test_choice_keeps_the_better_candidate_with_consistent_bias_scales():
     assert abs(measured - choice.output_sqnr_db[choice.chosen]) < 0.01
     assert _bias_scales_match(converted)
     assert (chosen is prepared) == (choice.chosen == "histogram")
-    assert choice.chosen in choice.describe() and "dB" in choice.describe()
+    assert f"kept {'min/max' if choice.ranges == 'minmax' else 'histogram'} ranges" in choice.describe()
+    assert f"({choice.output_sqnr_db[choice.chosen]:.1f} dB output SQNR" in choice.describe()
 
 
 def _mean_channel_error(prepared, converted, x, name) -> torch.Tensor:
