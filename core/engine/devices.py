@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 
@@ -51,3 +52,22 @@ def resolve_device(spec: str) -> torch.device:
     if spec not in ids:
         raise UserError(f"device '{spec}' is not available on this machine; available: {', '.join(ids)}")
     return torch.device(spec)
+
+
+@contextlib.contextmanager
+def exact_float32(device: torch.device):
+    """Observers must see the float32 model's activations; TF32 (the CUDA default for convs) shifts ranges.
+
+    Measured on an H200: with TF32, a conv1d model came out 41.95 dB (SQNR vs float) against 43.41 dB
+    calibrated on the CPU; with full float32 on the same GPU, 43.35 dB.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    matmul = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            yield
+    finally:
+        torch.set_float32_matmul_precision(matmul)

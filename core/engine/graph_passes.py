@@ -182,7 +182,7 @@ def linear_as_2d(gm: GraphModule) -> int:
                     size = gm.graph.call_function(aten.sym_size.int, (x, d))
                     size.meta["val"] = val.shape[d]
                     sizes.append(size)
-            back = gm.graph.call_function(aten.view.default, (linear, [*sizes, out_val.shape[-1]]))
+            back = gm.graph.call_function(aten.reshape.default, (linear, [*sizes, out_val.shape[-1]]))
         with val.fake_mode if hasattr(val, "fake_mode") else contextlib.nullcontext():
             flat_val = val.flatten(0, val.dim() - 2)
             lin_val = flat_val.new_empty((flat_val.shape[0], out_val.shape[-1]))
@@ -234,6 +234,22 @@ def decompose_for_int8(gm: GraphModule) -> int:
         gm.graph.eliminate_dead_code()
         gm.recompile()
     return count
+
+
+def views_as_reshapes(gm: GraphModule) -> int:
+    """aten.view -> aten.reshape, which is the same view wherever the strides allow one.
+
+    Export drops a .contiguous() that was a no-op for the strides it saw, so a captured view can rely on
+    the exporting device's memory layout. On an H200, nn.TransformerEncoderLayer exported on the CPU
+    failed to calibrate ("view size is not compatible with input tensor's size and stride") because
+    CUDA's attention kernel returns another layout.
+    """
+    nodes = [n for n in gm.graph.nodes if n.op == "call_function" and n.target == aten.view.default]
+    for node in nodes:
+        node.target = aten.reshape.default
+    if nodes:
+        gm.recompile()
+    return len(nodes)
 
 
 def prepare_graph(gm: GraphModule, own_annotator: bool) -> int:

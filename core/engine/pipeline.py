@@ -31,7 +31,7 @@ from core.engine import (
     report_html,
 )
 from core.engine.capture import Captured, batch_dynamic_shapes, capture
-from core.engine.devices import resolve_device
+from core.engine.devices import exact_float32, resolve_device
 from core.engine.loading import LoadedModel, load_model
 from core.engine.quantizers import SCHEMES, QuantizerOptions, build_quantizer, matches_keep_float
 from core.errors import UserError
@@ -116,6 +116,7 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
 
     p = stages.enter(1)
     cap = capture(loaded)
+    graph_passes.views_as_reshapes(cap.graph_module)  # the float model runs on the device too (QAT teacher)
     warnings += cap.warnings
     specs = calibration.input_specs(cap.example_inputs, loaded.input_names)
     float_model = cap.graph_module
@@ -156,16 +157,19 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
     qat_info = None
     prepared.to(device)
     try:
-        if opts.qat_epochs:
-            labelled = (
-                calibration.load_labelled_folder(opts.labels, specs, opts.normalize) if opts.labels else None
-            )
-            qat_info = qat.fine_tune(
-                prepared, float_model, calib, labelled, opts.qat_epochs, batch_size, device, p
-            )
-            move_exported_model_to_eval(prepared)
-        else:
-            _calibrate(prepared, calib, batch_size, device, p)
+        with exact_float32(device):
+            if opts.qat_epochs:
+                labelled = (
+                    calibration.load_labelled_folder(opts.labels, specs, opts.normalize)
+                    if opts.labels
+                    else None
+                )
+                qat_info = qat.fine_tune(
+                    prepared, float_model, calib, labelled, opts.qat_epochs, batch_size, device, p
+                )
+                move_exported_model_to_eval(prepared)
+            else:
+                _calibrate(prepared, calib, batch_size, device, p)
     finally:
         prepared.to("cpu")
         float_model.to("cpu")
@@ -253,7 +257,7 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
             out / ARTIFACTS["int8_onnx"], out, opts.keep_float
         )
         metrics["unfused_ops"] = len(unfused)
-        if opts.labels and not opts.qat_epochs or opts.labels:
+        if opts.labels:
             metrics.update(_accuracy(opts, specs, float_model, out))
     else:
         for k in ("int8_onnx", "float_onnx"):

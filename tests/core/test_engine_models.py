@@ -287,3 +287,22 @@ def test_transformer_block_default_preset_fuses_every_linear(zoo_pt2, tmp_path):
     assert report["metrics"]["output_sqnr_db"] >= 30
     assert report["metrics"]["onnx_parity_sqnr_db"] >= 35
     assert {u["op"] for u in report["unfused"]} >= {"LayerNormalization", "Softmax"}  # no integer kernels
+
+
+def test_captured_views_accept_any_memory_layout():
+    """A GPU kernel can return another layout than the one export saw; the captured graph must not care."""
+    import torch
+
+    from core.engine import graph_passes
+
+    class Flatten(torch.nn.Module):
+        def forward(self, x):
+            return x.view(x.shape[0], -1) * 2
+
+    x = torch.randn(2, 3, 4, 5)
+    gm = torch.export.export(Flatten(), (x,)).module()
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        gm(channels_last)
+    assert graph_passes.views_as_reshapes(gm) == 1
+    torch.testing.assert_close(gm(channels_last), x.reshape(2, -1) * 2)
