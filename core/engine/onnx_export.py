@@ -22,6 +22,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from core.engine import onnx_passes
 from core.errors import UserError
 
 OPSET = 20
@@ -87,9 +88,18 @@ def _dynamic_translations() -> dict:
 
 
 def export_onnx(
-    module: torch.nn.Module, example_inputs: tuple, path: Path, dynamic_batch: bool, input_names
+    module: torch.nn.Module,
+    example_inputs: tuple,
+    path: Path,
+    dynamic_batch: bool,
+    input_names,
+    space_to_depth_stems: bool = False,
 ) -> None:
-    """torch.onnx dynamo export with a symbolic batch; prints of the exporter are kept off the console."""
+    """torch.onnx dynamo export with a symbolic batch; prints of the exporter are kept off the console.
+
+    `space_to_depth_stems` rewrites stride-2 int8 convs over a few channels for ONNX Runtime's CPU
+    kernels (see onnx_passes); the results stay bit for bit the same.
+    """
     from core.engine.capture import batch_dynamic_shapes
 
     dyn = batch_dynamic_shapes(example_inputs) if dynamic_batch else None
@@ -112,7 +122,9 @@ def export_onnx(
     except Exception as e:
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise UserError(f"ONNX export failed: {first}") from e
-    reduce_mean_to_global_pool(model)
+    onnx_passes.reduce_mean_to_global_pool(model)
+    if space_to_depth_stems:
+        onnx_passes.space_to_depth_stems(model)
     _strip_debug_metadata(model)
     model.producer_name = "qdq-studio"
     onnx.save_model(model, str(path))
@@ -126,43 +138,6 @@ def _strip_debug_metadata(model: onnx.ModelProto) -> None:
         del n.metadata_props[:]
         for key, value in keep:
             n.metadata_props.add(key=key, value=value)
-
-
-def _constant_ints(model: onnx.ModelProto, name: str) -> list[int] | None:
-    for init in model.graph.initializer:
-        if init.name == name:
-            return [int(v) for v in onnx.numpy_helper.to_array(init).reshape(-1)]
-    for n in model.graph.node:
-        if n.op_type == "Constant" and name in n.output:
-            for a in n.attribute:
-                if a.name == "value":
-                    return [int(v) for v in onnx.numpy_helper.to_array(a.t).reshape(-1)]
-                if a.name == "value_ints":
-                    return list(a.ints)
-    return None
-
-
-def reduce_mean_to_global_pool(model: onnx.ModelProto) -> int:
-    """ReduceMean over every spatial axis with keepdims -> GlobalAveragePool (an int8 kernel in ORT)."""
-    ranks = {}
-    for v in (*model.graph.value_info, *model.graph.input):
-        if v.type.tensor_type.HasField("shape"):
-            ranks[v.name] = len(v.type.tensor_type.shape.dim)
-    count = 0
-    for i, n in enumerate(model.graph.node):
-        if n.op_type != "ReduceMean" or len(n.input) < 2:
-            continue
-        keep = next((a.i for a in n.attribute if a.name == "keepdims"), 1)
-        rank = ranks.get(n.input[0])
-        axes = _constant_ints(model, n.input[1])
-        if not keep or rank is None or rank < 3 or axes is None:
-            continue
-        if sorted(a % rank for a in axes) != list(range(2, rank)):
-            continue
-        pool = onnx.helper.make_node("GlobalAveragePool", [n.input[0]], list(n.output), name=n.name)
-        model.graph.node[i].CopyFrom(pool)
-        count += 1
-    return count
 
 
 def check(path: Path) -> str:

@@ -249,7 +249,10 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
         )
         p(0.35, "exported model.float.onnx")
         save_atomic(
-            out / ARTIFACTS["int8_onnx"], lambda t: onnx_export.export_onnx(converted, ex, t, dynamic, names)
+            out / ARTIFACTS["int8_onnx"],
+            lambda t: onnx_export.export_onnx(
+                converted, ex, t, dynamic, names, space_to_depth_stems=opts.preset == "onnxruntime"
+            ),
         )
         p(0.6, "exported model.int8.onnx")
         metrics.update(_validate_onnx(out, converted, res, sample, opts, p))

@@ -114,6 +114,7 @@ def test_resnet18_shape_meets_accuracy_bounds(zoo_pt2, tmp_path):
     assert m["onnx_parity_sqnr_db"] >= 35, m
     counts = m["ort_op_counts"]
     assert counts.get("QLinearConv") == 20 and counts.get("QLinearAdd") == 8 and counts.get("QGemm") == 1
+    assert counts.get("SpaceToDepth") == 1  # the 7x7 stride-2 stem over 3 channels (onnx_passes)
     assert m["size_int8_bytes"] < 0.3 * m["size_float_bytes"]
     assert len(report["layers"]) == 29  # 20 conv + 8 add + fc
     # every output channel of every weight uses the full int8 range (no scale floor wasting levels)

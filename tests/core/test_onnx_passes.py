@@ -1,0 +1,88 @@
+"""Rewrites of the exported ONNX graph: results bit for bit the same in onnxruntime, the ops it runs changed."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from core.engine import onnx_passes
+
+
+def qdq_conv(cin: int, h: int, k: int, p: int, stride: int = 2, cout: int = 8) -> onnx.ModelProto:
+    """x -> Q -> DQ -> Conv (int8 per-channel weights, int32 bias) -> Q -> DQ, as our exporter writes it."""
+    rng = np.random.default_rng(k * 100 + h)
+    w = rng.integers(-127, 128, (cout, cin, k, k), dtype=np.int8)
+    w_scale = rng.uniform(0.001, 0.01, cout).astype(np.float32)
+    x_scale, y_scale = np.float32(0.03), np.float32(0.2)
+    bias = rng.integers(-5000, 5000, cout, dtype=np.int32)
+    inits = [
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array(w_scale, "w_scale"),
+        numpy_helper.from_array(np.zeros(cout, np.int8), "w_zp"),
+        numpy_helper.from_array(bias, "b"),
+        numpy_helper.from_array(w_scale * x_scale, "b_scale"),
+        numpy_helper.from_array(np.zeros(cout, np.int32), "b_zp"),
+        numpy_helper.from_array(np.array(x_scale), "x_scale"),
+        numpy_helper.from_array(np.array(128, np.uint8), "x_zp"),
+        numpy_helper.from_array(np.array(y_scale), "y_scale"),
+        numpy_helper.from_array(np.array(100, np.uint8), "y_zp"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zp"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zp"], ["xdq"]),
+        helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zp"], ["wdq"], axis=0),
+        helper.make_node("DequantizeLinear", ["b", "b_scale", "b_zp"], ["bdq"], axis=0),
+        helper.make_node(
+            "Conv", ["xdq", "wdq", "bdq"], ["y"], name="stem", strides=[stride] * 2, pads=[p] * 4
+        ),
+        helper.make_node("QuantizeLinear", ["y", "y_scale", "y_zp"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "y_scale", "y_zp"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "stem",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", cin, h, h])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def run(model: onnx.ModelProto, x: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x})[0], [n.op_type for n in model.graph.node]
+
+
+@pytest.mark.parametrize(
+    ("cin", "h", "k", "p", "stride", "rewritten"),
+    [
+        (3, 16, 7, 3, 2, True),  # the ResNet stem
+        (3, 16, 3, 1, 2, True),  # the MobileNet stem
+        (1, 12, 4, 1, 2, True),  # an even kernel
+        (3, 17, 7, 3, 2, False),  # odd height: no exact space-to-depth
+        (3, 16, 3, 0, 2, False),  # output is not half the input
+        (8, 16, 7, 3, 2, False),  # enough channels for the plain kernel
+        (3, 16, 3, 1, 1, False),  # stride 1
+    ],
+)
+def test_space_to_depth_stem_is_bit_exact(cin, h, k, p, stride, rewritten):
+    model = qdq_conv(cin, h, k, p, stride)
+    x = np.random.default_rng(1).standard_normal((2, cin, h, h)).astype(np.float32) * 2
+    expected, _ = run(model, x)
+    assert onnx_passes.space_to_depth_stems(model) == int(rewritten)
+    onnx.checker.check_model(model, full_check=True)
+    got, ops = run(model, x)
+    assert np.array_equal(got, expected)
+    assert ("SpaceToDepth" in ops) == rewritten
+    assert ops.count("Conv") == 1 and ops.count("DequantizeLinear") == 4  # nothing left behind
+    if rewritten:
+        conv = next(n for n in model.graph.node if n.op_type == "Conv")
+        attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+        assert attrs["strides"] == [1, 1] and attrs["kernel_shape"] == [(k - 1 - p) // 2 - (-p) // 2 + 1] * 2
+        assert [i.name for i in model.graph.initializer].count("w") == 0  # the old weights are gone
