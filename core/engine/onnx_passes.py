@@ -83,12 +83,39 @@ def _s2d_weight(w: np.ndarray, pads: tuple[int, int], fill: np.ndarray) -> tuple
     return out, [-lo_h, -lo_w, hi_h, hi_w]
 
 
+def _stem(conv: onnx.NodeProto, producer: dict, inits: dict, shapes: dict):
+    """(input DQ, weight DQ, weight initializer, weights, begin pads) of a conv the rewrite applies to,
+    else None: stride 2, group 1, no dilation, DQ inputs, at most STEM_MAX_CHANNELS input channels,
+    even static H and W, and an output of exactly half their size."""
+    a = _attrs(conv)
+    if conv.op_type != "Conv" or a.get("group", 1) != 1 or a.get("strides") != [2, 2]:
+        return None
+    if a.get("dilations", [1, 1]) != [1, 1] or a.get("auto_pad", b"NOTSET") != b"NOTSET":
+        return None
+    x_dq, w_dq = producer.get(conv.input[0]), producer.get(conv.input[1])
+    if not (x_dq and w_dq and x_dq.op_type == w_dq.op_type == "DequantizeLinear"):
+        return None
+    weight = inits.get(w_dq.input[0])
+    x_shape, y_shape = shapes.get(conv.input[0]), shapes.get(conv.output[0])
+    if weight is None or not x_shape or not y_shape or len(x_shape) != 4 or len(y_shape) != 4:
+        return None
+    if len(w_dq.input) > 2 and w_dq.input[2] not in inits:
+        return None
+    w = numpy_helper.to_array(weight)
+    (h, wd), (oh, ow) = x_shape[2:], y_shape[2:]
+    if w.shape[1] > STEM_MAX_CHANNELS or min(w.shape[2:]) < 3 or None in (h, wd, oh, ow):
+        return None
+    if h % 2 or wd % 2 or (oh, ow) != (h // 2, wd // 2):
+        return None
+    return x_dq, w_dq, weight, w, tuple(a.get("pads", [0, 0, 0, 0])[:2])
+
+
 def space_to_depth_stems(model: onnx.ModelProto) -> int:
     """A stride-2 int8 conv over a few channels (an image stem: 3 -> 64, 7x7) -> SpaceToDepth on the
     uint8 input, then a stride-1 conv over 4x the channels.
 
     ONNX Runtime's int8 conv spends most of a ResNet-18 stem gathering 3-channel patches: measured on
-    2 cores, the stem took 1169 us of 6.2 ms; rewritten, it takes 555 us plus 96 us of SpaceToDepth.
+    2 cores, the stem took 1148 us of about 6 ms; rewritten, it takes 558 us plus 58 us of SpaceToDepth.
     Integer sums are exact, so the output is bit for bit the same.
     """
     g = model.graph
@@ -97,30 +124,13 @@ def space_to_depth_stems(model: onnx.ModelProto) -> int:
     inits = {i.name: i for i in g.initializer}
     count = 0
     for conv in list(g.node):
-        a = _attrs(conv)
-        if conv.op_type != "Conv" or a.get("group", 1) != 1 or a.get("strides") != [2, 2]:
+        stem = _stem(conv, producer, inits, shapes)
+        if stem is None:
             continue
-        if a.get("dilations", [1, 1]) != [1, 1] or a.get("auto_pad", b"NOTSET") != b"NOTSET":
-            continue
-        x_dq, w_dq = producer.get(conv.input[0]), producer.get(conv.input[1])
-        if not (x_dq and w_dq and x_dq.op_type == w_dq.op_type == "DequantizeLinear"):
-            continue
-        weight = inits.get(w_dq.input[0])
-        x_shape, y_shape = shapes.get(conv.input[0]), shapes.get(conv.output[0])
-        if weight is None or not x_shape or not y_shape or len(x_shape) != 4 or len(y_shape) != 4:
-            continue
-        w = numpy_helper.to_array(weight)
-        (h, wd), (oh, ow) = x_shape[2:], y_shape[2:]
-        pads = a.get("pads", [0, 0, 0, 0])
-        if w.shape[1] > STEM_MAX_CHANNELS or min(w.shape[2:]) < 3 or None in (h, wd, oh, ow):
-            continue
-        if h % 2 or wd % 2 or (oh, ow) != (h // 2, wd // 2):
-            continue
-        if len(w_dq.input) > 2 and w_dq.input[2] not in inits:
-            continue
+        x_dq, w_dq, weight, w, begin_pads = stem
         zp = numpy_helper.to_array(inits[w_dq.input[2]]) if len(w_dq.input) > 2 else np.zeros(1, w.dtype)
         fill = np.broadcast_to(zp.astype(w.dtype).reshape(-1), (w.shape[0],))
-        w2, new_pads = _s2d_weight(w, tuple(pads[:2]), fill)
+        w2, new_pads = _s2d_weight(w, begin_pads, fill)
 
         name = conv.name or conv.output[0]
         s2d = helper.make_node(
