@@ -285,6 +285,22 @@ class UpsampleConcat(nn.Module):
         return self.dec(torch.cat([up, a], 1))
 
 
+class DenseLayer(nn.Module):
+    """DenseNet: a pooled ReLU stem concatenated with a pre-activation layer's signed conv output."""
+
+    def __init__(self, c=8, growth=8):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.layer = nn.Sequential(
+            nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, growth, 3, padding=1, bias=False)
+        )
+        self.head = nn.Sequential(nn.BatchNorm2d(c + growth), nn.ReLU(), nn.Conv2d(c + growth, 4, 1))
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(torch.cat([x, self.layer(x)], 1))
+
+
 class TorchEncoderLayer(nn.Module):
     """nn.TransformerEncoderLayer as users write it: exported with scaled_dot_product_attention."""
 
@@ -302,7 +318,7 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give BatchNorms non-trivial statistics so folding them is really exercised."""
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
             n = m.num_features
             m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
             m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
@@ -328,6 +344,7 @@ ZOO = {
     "upsample_concat": (UpsampleConcat, (3, 16, 16)),
     "transpose_concat": (lambda: UpsampleConcat("transpose"), (3, 16, 16)),
     "torch_encoder": (TorchEncoderLayer, (16, 32)),
+    "dense_concat": (DenseLayer, (3, 16, 16)),
 }
 
 

@@ -324,14 +324,16 @@ class OpQuantizer(Quantizer):
         """One scale for all inputs and the output, so the concatenation is a plain copy of int8
         (onnxruntime's own quantizer requantizes each input to the output's scale, rounding twice).
 
-        Not when ReLU outputs meet signed tensors (a U-Net skip beside a transposed conv): the shared
-        range would go negative, its zero point leave 0, and the ReLU no longer fold into its conv's Q,
-        which then runs in float. Each input then keeps its own range, as onnxruntime's quantizer does.
+        Not when ReLU outputs meet signed tensors (a U-Net skip beside a transposed conv, a DenseNet
+        stem's max-pool beside a dense layer's conv): the shared range would go negative, its zero point
+        leave 0, and the ReLU no longer fold into its conv's Q, which then runs in float (and the pool
+        after it in ONNX Runtime's slow NCHW uint8 kernel). Each input then keeps its own range, as
+        onnxruntime's quantizer does.
         """
         inputs = list(dict.fromkeys(a for a in node.args[0] if _is_tensor(a)))
         if not inputs or not any(_has_quantized_output(a) for a in inputs):
             return
-        if len({_is_relu_like(a) for a in inputs}) > 1:
+        if len({_non_negative(a) for a in inputs}) > 1:
             qmap, out = {a: self.act for a in inputs}, self.act
         else:
             out = SharedQuantizationSpec((inputs[0], node))
@@ -349,6 +351,20 @@ class OpQuantizer(Quantizer):
 
     def validate(self, model: GraphModule) -> None:
         return None
+
+
+def _non_negative(node: Node) -> bool:
+    """A ReLU's (or sigmoid's) output, also seen through pools, reshapes, splits and concatenations."""
+    while isinstance(node, Node):
+        t = node.target
+        if _is_relu_like(node) or t in OWN_RANGE_OPS and t is not aten.leaky_relu.default:
+            return True
+        if t in CAT_OPS:
+            return all(_non_negative(a) for a in node.args[0] if _is_tensor(a))
+        if not (t is operator.getitem or t in PASS_THROUGH_OPS | AVERAGING_OPS | SPLIT_OPS):
+            return False
+        node = node.args[0]
+    return False
 
 
 def _has_quantized_output(node: Node) -> bool:

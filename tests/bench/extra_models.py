@@ -3,7 +3,9 @@
 Each brings an op the four benchmark models lack: concat (SqueezeNet, Inception, U-Net), SiLU and
 squeeze-excite (EfficientNet), hard-swish (MobileNet-V3), chunk and channel shuffle (ShuffleNet),
 LeakyReLU (DarkNet), upsampling and transposed convs (U-Net), nn.TransformerEncoder (ViT), dilated
-conv1d (TCN), GRU, token-mixing MLPs.
+conv1d (TCN), GRU, token-mixing MLPs, grouped bottlenecks (ResNeXt), pre-activation dense concat
+(DenseNet), channels-last LayerNorm blocks (ConvNeXt), dilated conv2d with PReLU and a broadcast
+pooled branch (ASPP), LSTM, Conv3d.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def cbr(cin, cout, k=3, s=1, g=1, act=nn.ReLU):
+def cbr(cin, cout, k=3, s=1, g=1, act=nn.ReLU, d=1):
     return nn.Sequential(
-        nn.Conv2d(cin, cout, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(cout), act()
+        nn.Conv2d(cin, cout, k, s, d * (k // 2), dilation=d, groups=g, bias=False),
+        nn.BatchNorm2d(cout),
+        act(),
     )
 
 
@@ -308,6 +312,151 @@ class MLPMixer(nn.Module):
         return self.head(x.mean(1))
 
 
+class Bottleneck(nn.Module):
+    def __init__(self, cin, mid, cout, stride=1, g=1):
+        super().__init__()
+        self.f = nn.Sequential(
+            cbr(cin, mid, 1),
+            cbr(mid, mid, 3, stride, g),
+            nn.Conv2d(mid, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.down = (
+            nn.Identity()
+            if cin == cout and stride == 1
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
+
+    def forward(self, x):
+        return F.relu(self.f(x) + self.down(x))
+
+
+class ResNeXtish(nn.Module):
+    def __init__(self, g=32):
+        super().__init__()
+        self.f = nn.Sequential(
+            cbr(3, 64, 7, 2),
+            nn.MaxPool2d(3, 2, 1),
+            Bottleneck(64, 128, 256, 1, g),
+            Bottleneck(256, 128, 256, 1, g),
+            Bottleneck(256, 256, 512, 2, g),
+            Bottleneck(512, 256, 512, 1, g),
+        )
+        self.fc = nn.Linear(512, 1000)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(self.f(x), 1).flatten(1))
+
+
+class DenseLayer(nn.Module):
+    def __init__(self, cin, growth):
+        super().__init__()
+        self.f = nn.Sequential(
+            nn.BatchNorm2d(cin),
+            nn.ReLU(),
+            nn.Conv2d(cin, 4 * growth, 1, bias=False),
+            nn.BatchNorm2d(4 * growth),
+            nn.ReLU(),
+            nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False),
+        )
+
+    def forward(self, x):
+        return torch.cat([x, self.f(x)], 1)
+
+
+class DenseNetish(nn.Module):
+    def __init__(self, growth=32):
+        super().__init__()
+        layers, c = [cbr(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1)], 64
+        for block in range(2):
+            for _ in range(4):
+                layers.append(DenseLayer(c, growth))
+                c += growth
+            if block == 0:
+                layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, c // 2, 1, bias=False), nn.AvgPool2d(2)]
+                c //= 2
+        self.f = nn.Sequential(*layers, nn.BatchNorm2d(c), nn.ReLU())
+        self.fc = nn.Linear(c, 1000)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(self.f(x), 1).flatten(1))
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.dw = nn.Conv2d(d, d, 7, padding=3, groups=d)
+        self.norm = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.gamma = nn.Parameter(torch.full((d,), 0.5))
+
+    def forward(self, x):
+        y = self.mlp(self.norm(self.dw(x).permute(0, 2, 3, 1))) * self.gamma
+        return x + y.permute(0, 3, 1, 2)
+
+
+class ConvNeXtish(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Sequential(
+            nn.Conv2d(3, 64, 4, 4),
+            ConvNeXtBlock(64),
+            ConvNeXtBlock(64),
+            nn.Conv2d(64, 128, 2, 2),
+            ConvNeXtBlock(128),
+            ConvNeXtBlock(128),
+        )
+        self.fc = nn.Linear(128, 1000)
+
+    def forward(self, x):
+        return self.fc(self.f(x).mean((2, 3)))
+
+
+class ASPPish(nn.Module):
+    """DeepLab's atrous pyramid: dilated branches and a pooled branch broadcast back, sigmoid masks."""
+
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Sequential(cbr(3, 32, 3, 2, act=nn.PReLU), cbr(32, 64, 3, 2), cbr(64, 64))
+        self.branches = nn.ModuleList([cbr(64, 32, 1)] + [cbr(64, 32, 3, d=d) for d in (2, 4, 6)])
+        self.pooled = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(64, 32, 1), nn.ReLU())
+        self.proj = cbr(160, 64, 1)
+        self.head = nn.Conv2d(64, 5, 1)
+
+    def forward(self, x):
+        x = self.f(x)
+        g = self.pooled(x).expand(-1, -1, x.shape[2], x.shape[3])
+        y = self.proj(torch.cat([b(x) for b in self.branches] + [g], 1))
+        return torch.sigmoid(self.head(y))
+
+
+class LSTMNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(40, 128, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(128, 12)
+
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0][:, -1])
+
+
+class Conv3dNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Sequential(
+            nn.Conv3d(3, 32, 3, (1, 2, 2), 1),
+            nn.BatchNorm3d(32),
+            nn.ReLU(),
+            nn.Conv3d(32, 64, 3, 2, 1),
+            nn.BatchNorm3d(64),
+            nn.ReLU(),
+        )
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc(self.f(x).mean((2, 3, 4)))
+
+
 # name -> (constructor, input shape without batch, timing batch, calibration samples)
 CASES = {
     "squeezenet": (SqueezeNet, (3, 224, 224), 1, 32),
@@ -324,4 +473,10 @@ CASES = {
     "tcn": (TCN, (13, 400), 16, 64),
     "gru": (GRUNet, (50, 40), 16, 64),
     "mlp-mixer": (MLPMixer, (3, 64, 64), 8, 32),
+    "resnext-ish": (ResNeXtish, (3, 224, 224), 1, 16),
+    "densenet-ish": (DenseNetish, (3, 224, 224), 1, 16),
+    "convnext-ish": (ConvNeXtish, (3, 224, 224), 1, 16),
+    "aspp-ish": (ASPPish, (3, 256, 256), 1, 16),
+    "lstm": (LSTMNet, (50, 40), 16, 64),
+    "conv3d": (Conv3dNet, (3, 8, 64, 64), 4, 32),
 }

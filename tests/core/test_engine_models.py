@@ -44,6 +44,8 @@ def quantized_ops(out) -> list[str]:
         ("concat", {"QLinearConv": 4, "QLinearConcat": 1, "MaxPool": 1}),
         ("shuffle", {"QLinearConv": 3, "QLinearConcat": 1, "Split": 1}),
         ("upsample_concat", {"QLinearConv": 3, "QLinearConcat": 1, "Resize": 1}),
+        # the pooled ReLU stem keeps its own range beside the signed conv: its ReLU still folds
+        ("dense_concat", {"QLinearConv": 5, "QLinearConcat": 1, "MaxPool": 1}),
     ],
 )
 def test_default_preset_fuses_every_compute_op(zoo_pt2, tmp_path, name, fused):
