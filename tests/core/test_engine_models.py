@@ -309,3 +309,22 @@ def test_captured_views_accept_any_memory_layout():
         gm(channels_last)
     assert graph_passes.views_as_reshapes(gm) == 1
     torch.testing.assert_close(gm(channels_last), x.reshape(2, -1) * 2)
+
+
+def test_slower_int8_says_why():
+    # timing-free: the message a slower int8 file gets (Conv3d runs 2x slower in int8 on ONNX Runtime)
+    import torch
+
+    from core.engine.pipeline import SLOWER_THAN_FLOAT, _slower_than_float
+
+    metrics = {"speedup": 0.56, "latency_int8_ms": 9.45, "latency_float_ms": 5.32}
+    assert metrics["speedup"] < SLOWER_THAN_FLOAT
+
+    def graph(module, x):
+        return torch.export.export(module.eval(), (x,)).module()
+
+    conv3d = graph(torch.nn.Conv3d(3, 8, 3), torch.randn(2, 3, 4, 8, 8))
+    msg = _slower_than_float(metrics, conv3d)
+    assert "0.56x" in msg and "9.45 vs 5.32 ms" in msg and "3-D convolutions" in msg
+    conv2d = graph(torch.nn.Conv2d(3, 8, 3), torch.randn(2, 3, 8, 8))
+    assert "3-D" not in _slower_than_float(metrics, conv2d)
