@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from torch.fx import GraphModule
+from torchao.quantization.pt2e import move_exported_model_to_eval
 
 from core.engine.loading import LoadedModel
 from core.errors import UserError
@@ -59,6 +60,46 @@ def _export(module, inputs, dynamic_shapes=None):
 
 
 def capture(loaded: LoadedModel) -> Captured:
+    cap = _capture(loaded)
+    if _training_ops(cap.graph_module):
+        # a program exported without model.eval(): dropout would make every output random and BatchNorm
+        # would normalise each batch by its own statistics, so neither float nor int8 outputs mean anything
+        move_exported_model_to_eval(cap.graph_module)
+        if _training_ops(cap.graph_module):
+            raise UserError(
+                "the model was exported in training mode (dropout or BatchNorm in training behaviour) "
+                "and could not be switched to inference: export it again after calling model.eval()"
+            )
+        cap.warnings.append(
+            "the model was exported in training mode (dropout active, BatchNorm normalising by batch "
+            "statistics); it was switched to inference behaviour. Export after model.eval() to skip this"
+        )
+    return cap
+
+
+# aten op -> index of its `train`/`training` argument
+_TRAINING_ARG = {
+    torch.ops.aten.dropout.default: 2,
+    torch.ops.aten.feature_dropout.default: 2,
+    torch.ops.aten.alpha_dropout.default: 2,
+    torch.ops.aten.batch_norm.default: 5,
+    torch.ops.aten.native_batch_norm.default: 5,
+    torch.ops.aten._native_batch_norm_legit.default: 5,
+}
+
+
+def _training_ops(gm: GraphModule) -> list[str]:
+    return [
+        n.name
+        for n in gm.graph.nodes
+        if n.op == "call_function"
+        and n.target in _TRAINING_ARG
+        and len(n.args) > _TRAINING_ARG[n.target]
+        and n.args[_TRAINING_ARG[n.target]] is True
+    ]
+
+
+def _capture(loaded: LoadedModel) -> Captured:
     warnings: list[str] = []
     ep = loaded.exported
     if ep is not None and _has_symbolic_batch(ep):

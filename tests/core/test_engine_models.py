@@ -317,14 +317,16 @@ def test_slower_int8_says_why():
 
     from core.engine.pipeline import SLOWER_THAN_FLOAT, _slower_than_float
 
-    metrics = {"speedup": 0.56, "latency_int8_ms": 9.45, "latency_float_ms": 5.32}
-    assert metrics["speedup"] < SLOWER_THAN_FLOAT
-
     def graph(module, x):
         return torch.export.export(module.eval(), (x,)).module()
 
+    metrics = {"speedup": 0.56, "latency_int8_ms": 9.45, "latency_float_ms": 5.32}
+    metrics |= {"size_float_bytes": 4000, "size_int8_bytes": 1000}
+    assert metrics["speedup"] < SLOWER_THAN_FLOAT
     conv3d = graph(torch.nn.Conv3d(3, 8, 3), torch.randn(2, 3, 4, 8, 8))
     msg = _slower_than_float(metrics, conv3d)
     assert "0.56x" in msg and "9.45 vs 5.32 ms" in msg and "3-D convolutions" in msg
+    assert "4.0x smaller" in msg
     conv2d = graph(torch.nn.Conv2d(3, 8, 3), torch.randn(2, 3, 8, 8))
-    assert "3-D" not in _slower_than_float(metrics, conv2d)
+    tiny = _slower_than_float(metrics | {"size_int8_bytes": 9000}, conv2d)
+    assert "3-D" not in tiny and "smaller" not in tiny and "keep it in float" in tiny
