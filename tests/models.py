@@ -301,6 +301,25 @@ class DenseLayer(nn.Module):
         return self.head(torch.cat([x, self.layer(x)], 1))
 
 
+class PReluNet(nn.Module):
+    """PReLU with one slope (runs as LeakyReLU in int8) and with a slope per channel (stays float)."""
+
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.PReLU(init=0.2),
+            nn.Conv2d(8, 8, 3, padding=1),
+            nn.PReLU(8),
+            nn.Conv2d(8, 4, 1),
+        )
+        with torch.no_grad():
+            self.f[3].weight.uniform_(0.05, 0.4)
+
+    def forward(self, x):
+        return self.f(x)
+
+
 class TorchEncoderLayer(nn.Module):
     """nn.TransformerEncoderLayer as users write it: exported with scaled_dot_product_attention."""
 
@@ -345,6 +364,7 @@ ZOO = {
     "transpose_concat": (lambda: UpsampleConcat("transpose"), (3, 16, 16)),
     "torch_encoder": (TorchEncoderLayer, (16, 32)),
     "dense_concat": (DenseLayer, (3, 16, 16)),
+    "prelu": (PReluNet, (3, 16, 16)),
 }
 
 

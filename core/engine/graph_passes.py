@@ -213,8 +213,16 @@ def _call(gm: GraphModule, like: Node, target, args: tuple) -> Node:
 GATED = {aten.silu.default: aten.sigmoid.default, aten.hardswish.default: aten.hardsigmoid.default}
 
 
+def _scalar_slope(gm: GraphModule, prelu: Node) -> float | None:
+    w = _const(gm, prelu.args[1])
+    return float(w.reshape(-1)[0]) if w is not None and w.numel() == 1 else None
+
+
 def decompose_for_int8(gm: GraphModule) -> int:
-    """SiLU -> x * sigmoid(x), hard-swish -> x * hard-sigmoid(x).
+    """SiLU -> x * sigmoid(x), hard-swish -> x * hard-sigmoid(x), PReLU with one slope -> LeakyReLU.
+
+    ONNX Runtime has no integer PRelu but a QLinearLeakyRelu, the same function for a single slope (QAT
+    then keeps that slope fixed).
 
     Exported whole, each is one float op between DQ and Q; split up, ONNX Runtime runs the sigmoid and
     the multiply as QLinear kernels, as onnxruntime's own quantizer gets from a float ONNX file where the
@@ -223,10 +231,15 @@ def decompose_for_int8(gm: GraphModule) -> int:
     """
     count = 0
     for node in list(gm.graph.nodes):
-        if node.op != "call_function" or node.target not in GATED:
+        if node.op != "call_function":
             continue
         x = node.args[0]
-        new = _call(gm, node, aten.mul.Tensor, (x, _call(gm, node, GATED[node.target], (x,))))
+        if node.target in GATED:
+            new = _call(gm, node, aten.mul.Tensor, (x, _call(gm, node, GATED[node.target], (x,))))
+        elif node.target is aten.prelu.default and (slope := _scalar_slope(gm, node)) is not None:
+            new = _call(gm, node, aten.leaky_relu.default, (x, slope))
+        else:
+            continue
         node.replace_all_uses_with(new)
         gm.graph.erase_node(node)
         count += 1

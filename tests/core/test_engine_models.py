@@ -86,6 +86,17 @@ def test_concat_of_relu_and_signed_inputs_keeps_every_conv_int8(zoo_pt2, tmp_pat
     assert report["metrics"]["onnx_parity_sqnr_db"] >= 35
 
 
+def test_single_slope_prelu_runs_as_int8_leaky_relu(zoo_pt2, tmp_path):
+    # ONNX Runtime has no integer PRelu; one slope is LeakyReLU (QLinearLeakyRelu), a slope per channel
+    # is not and stays float, as in onnxruntime's own quantizer
+    report = quantize(zoo_pt2("prelu"), tmp_path)
+    m = report["metrics"]
+    counts = m["ort_op_counts"]
+    assert counts.get("QLinearConv") == 3 and counts.get("QLinearLeakyRelu") == 1, counts
+    assert [u["op"] for u in report["unfused"]] == ["PRelu"], report["unfused"]
+    assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
+
+
 def test_torch_encoder_layer_runs_its_linears_in_int8(zoo_pt2, tmp_path):
     # nn.MultiheadAttention exports as one scaled_dot_product_attention op, which stays float (ONNX
     # Runtime's float attention beat int8 matmuls + softmax on a ViT); every Linear is a QGemm
