@@ -320,6 +320,18 @@ class PReluNet(nn.Module):
         return self.f(x)
 
 
+class SpatialMean(nn.Module):
+    """A head pooled with x.mean((2, 3)), as timm-style models write it (no keepdim)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
 class TorchEncoderLayer(nn.Module):
     """nn.TransformerEncoderLayer as users write it: exported with scaled_dot_product_attention."""
 
@@ -365,6 +377,7 @@ ZOO = {
     "torch_encoder": (TorchEncoderLayer, (16, 32)),
     "dense_concat": (DenseLayer, (3, 16, 16)),
     "prelu": (PReluNet, (3, 16, 16)),
+    "spatial_mean": (SpatialMean, (3, 16, 16)),
 }
 
 

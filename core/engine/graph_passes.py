@@ -96,24 +96,43 @@ def bn_to_depthwise_conv(gm: GraphModule) -> int:
     return count
 
 
-def global_pool_as_mean(gm: GraphModule) -> int:
-    """adaptive_avg_pool to size 1 -> mean over the spatial axes (keepdim).
+def _spatial_mean_rank(node: Node) -> int | None:
+    """The input rank of a mean over every axis after the channels without keepdim (`x.mean((2, 3))`)."""
+    if node.target is not aten.mean.dim or node.kwargs.get("dtype") is not None:
+        return None
+    val = node.args[0].meta.get("val")
+    dims = node.args[1] if len(node.args) > 1 else None
+    keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+    if val is None or val.dim() < 3 or not dims or keep:
+        return None
+    rank = val.dim()
+    return rank if sorted(d % rank for d in dims) == list(range(2, rank)) else None
 
-    The ONNX exporter lowers adaptive pooling to ReduceMean plus a strided gather; a plain mean exports
-    as one ReduceMean that `onnx_export` turns into GlobalAveragePool, which ONNX Runtime runs in int8.
+
+def global_pool_as_mean(gm: GraphModule) -> int:
+    """adaptive_avg_pool to size 1 -> mean over the spatial axes (keepdim); a spatial mean without
+    keepdim -> the same, then flatten.
+
+    The ONNX exporter lowers adaptive pooling to ReduceMean plus a strided gather; a plain mean with
+    keepdim exports as one ReduceMean that `onnx_export` turns into GlobalAveragePool, which ONNX
+    Runtime runs in int8 (ReduceMean itself stays float in both quantizers' output).
     """
     count = 0
     for node in list(gm.graph.nodes):
-        if node.op != "call_function" or node.target not in GLOBAL_POOLS:
+        if node.op != "call_function":
             continue
-        size = list(node.args[1]) if len(node.args) > 1 else []
-        if not size or any(s != 1 for s in size):
+        if node.target in GLOBAL_POOLS:
+            size = list(node.args[1]) if len(node.args) > 1 else []
+            if not size or any(s != 1 for s in size):
+                continue
+            dims = [-(i + 1) for i in range(len(size))][::-1]
+            new = _call(gm, node, aten.mean.dim, (node.args[0], dims, True))
+        elif rank := _spatial_mean_rank(node):
+            mean = _call(gm, node, aten.mean.dim, (node.args[0], list(range(2, rank)), True))
+            new = _call(gm, node, aten.flatten.using_ints, (mean, 1))
+        else:
             continue
-        dims = [-(i + 1) for i in range(len(size))][::-1]
-        with gm.graph.inserting_before(node):
-            mean = gm.graph.call_function(aten.mean.dim, (node.args[0], dims, True))
-        mean.meta = dict(node.meta)
-        node.replace_all_uses_with(mean)
+        node.replace_all_uses_with(new)
         gm.graph.erase_node(node)
         count += 1
     if count:

@@ -46,6 +46,8 @@ def quantized_ops(out) -> list[str]:
         ("upsample_concat", {"QLinearConv": 3, "QLinearConcat": 1, "Resize": 1}),
         # the pooled ReLU stem keeps its own range beside the signed conv: its ReLU still folds
         ("dense_concat", {"QLinearConv": 5, "QLinearConcat": 1, "MaxPool": 1}),
+        # x.mean((2, 3)) without keepdim: ReduceMean stays float, GlobalAveragePool + flatten do not
+        ("spatial_mean", {"QLinearConv": 1, "QLinearGlobalAveragePool": 1, "QGemm": 1}),
     ],
 )
 def test_default_preset_fuses_every_compute_op(zoo_pt2, tmp_path, name, fused):
@@ -54,7 +56,16 @@ def test_default_preset_fuses_every_compute_op(zoo_pt2, tmp_path, name, fused):
     counts = m["ort_op_counts"]
     for op, n in fused.items():
         assert counts.get(op, 0) == n, (op, counts)
-    for float_op in ("Conv", "Gemm", "MatMul", "BatchNormalization", "Sigmoid", "Mul", "Concat"):
+    for float_op in (
+        "Conv",
+        "Gemm",
+        "MatMul",
+        "BatchNormalization",
+        "Sigmoid",
+        "Mul",
+        "Concat",
+        "ReduceMean",
+    ):
         assert counts.get(float_op, 0) == 0, counts
     assert report["unfused"] == []
     assert m["output_sqnr_db"] >= 30, m
