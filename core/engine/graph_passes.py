@@ -228,8 +228,28 @@ def _call(gm: GraphModule, like: Node, target, args: tuple) -> Node:
     return node
 
 
-# x * gate(x) activations, written out so the gate and the multiply each get an integer kernel
-GATED = {aten.silu.default: aten.sigmoid.default, aten.hardswish.default: aten.hardsigmoid.default}
+def _constant(gm: GraphModule, like: Node, value: torch.Tensor) -> Node:
+    """A tensor constant (a buffer read by get_attr) that the annotator can quantize like an input."""
+    name = f"_int8_const{sum(1 for _ in gm.buffers())}"
+    while hasattr(gm, name):
+        name += "_"
+    gm.register_buffer(name, value)
+    with gm.graph.inserting_before(like):
+        node = gm.graph.get_attr(name)
+    fake = like.args[0].meta["val"].fake_mode
+    node.meta = {"val": fake.from_tensor(value)}
+    return node
+
+
+def _hardsigmoid(gm: GraphModule, like: Node, x: Node) -> Node:
+    """clamp(x + 3, 0, 6) * (1/6): ONNX Runtime has no integer HardSigmoid, but the add runs as
+    QLinearAdd with the clamp folded into its output range, and the 1/6 only relabels that output's
+    scale (`quantizers` derives it; `onnx_passes.fold_scaling_muls` removes the multiply)."""
+    three = _constant(gm, like, torch.tensor(3.0, dtype=x.meta["val"].dtype))
+    shifted = _call(gm, like, aten.add.Tensor, (x, three))
+    return _call(
+        gm, like, aten.mul.Tensor, (_call(gm, like, aten.hardtanh.default, (shifted, 0.0, 6.0)), 1 / 6)
+    )
 
 
 def _scalar_slope(gm: GraphModule, prelu: Node) -> float | None:
@@ -238,7 +258,8 @@ def _scalar_slope(gm: GraphModule, prelu: Node) -> float | None:
 
 
 def decompose_for_int8(gm: GraphModule) -> int:
-    """SiLU -> x * sigmoid(x), hard-swish -> x * hard-sigmoid(x), PReLU with one slope -> LeakyReLU.
+    """SiLU -> x * sigmoid(x), hard-swish -> x * hard-sigmoid(x) (hard-sigmoid itself as below), PReLU
+    with one slope -> LeakyReLU.
 
     ONNX Runtime has no integer PRelu but a QLinearLeakyRelu, the same function for a single slope (QAT
     then keeps that slope fixed).
@@ -253,8 +274,12 @@ def decompose_for_int8(gm: GraphModule) -> int:
         if node.op != "call_function":
             continue
         x = node.args[0]
-        if node.target in GATED:
-            new = _call(gm, node, aten.mul.Tensor, (x, _call(gm, node, GATED[node.target], (x,))))
+        if node.target is aten.hardswish.default:
+            new = _call(gm, node, aten.mul.Tensor, (x, _hardsigmoid(gm, node, x)))
+        elif node.target is aten.hardsigmoid.default:
+            new = _hardsigmoid(gm, node, x)
+        elif node.target is aten.silu.default:
+            new = _call(gm, node, aten.mul.Tensor, (x, _call(gm, node, aten.sigmoid.default, (x,))))
         elif node.target is aten.prelu.default and (slope := _scalar_slope(gm, node)) is not None:
             new = _call(gm, node, aten.leaky_relu.default, (x, slope))
         else:

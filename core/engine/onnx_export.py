@@ -123,6 +123,7 @@ def export_onnx(
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise UserError(f"ONNX export failed: {first}") from e
     onnx_passes.reduce_mean_to_global_pool(model)
+    onnx_passes.fold_scaling_muls(model)
     if space_to_depth_stems:
         onnx_passes.space_to_depth_stems(model)
     _strip_debug_metadata(model)

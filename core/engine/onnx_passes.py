@@ -13,18 +13,23 @@ from onnx import helper, numpy_helper
 STEM_MAX_CHANNELS = 4
 
 
-def _constant_ints(model: onnx.ModelProto, name: str) -> list[int] | None:
+def _constant(model: onnx.ModelProto, name: str) -> np.ndarray | None:
     for init in model.graph.initializer:
         if init.name == name:
-            return [int(v) for v in numpy_helper.to_array(init).reshape(-1)]
+            return numpy_helper.to_array(init)
     for n in model.graph.node:
         if n.op_type == "Constant" and name in n.output:
             for a in n.attribute:
                 if a.name == "value":
-                    return [int(v) for v in numpy_helper.to_array(a.t).reshape(-1)]
-                if a.name == "value_ints":
-                    return list(a.ints)
+                    return numpy_helper.to_array(a.t)
+                if a.name in ("value_ints", "value_floats", "value_int", "value_float"):
+                    return np.array(helper.get_attribute_value(a))
     return None
+
+
+def _constant_ints(model: onnx.ModelProto, name: str) -> list[int] | None:
+    v = _constant(model, name)
+    return None if v is None else [int(x) for x in v.reshape(-1)]
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, list]:
@@ -166,6 +171,68 @@ def space_to_depth_stems(model: onnx.ModelProto) -> int:
         for node in (w_new, dq, s2d):
             g.node.insert(at, node)
         _drop_if_unused(model, [x_dq, w_dq], weight)
+        count += 1
+    return count
+
+
+def _per_tensor_qparams(model: onnx.ModelProto, node: onnx.NodeProto):
+    """(scale, zero point) of a per-tensor Q or DQ node, or None."""
+    scale = _constant(model, node.input[1])
+    zp = _constant(model, node.input[2]) if len(node.input) > 2 else np.zeros((), np.uint8)
+    if scale is None or zp is None or scale.size != 1 or zp.size != 1:
+        return None
+    return float(scale.reshape(-1)[0]), zp.reshape(-1)[0]
+
+
+def _scaling_mul(model: onnx.ModelProto, mul: onnx.NodeProto, producer: dict):
+    """(DQ, c) when `mul` multiplies a dequantized tensor by a positive scalar constant c, else None."""
+    for x, k in ((0, 1), (1, 0)):
+        dq, c = producer.get(mul.input[x]), _constant(model, mul.input[k])
+        if dq is not None and dq.op_type == "DequantizeLinear" and c is not None and c.size == 1:
+            c = float(c.reshape(-1)[0])
+            return (dq, c) if c > 0 else None
+    return None
+
+
+def fold_scaling_muls(model: onnx.ModelProto) -> int:
+    """DQ(scale s) -> Mul(c) -> Q(scale s*c, same zero point) -> readers: that Q gives back the DQ's own
+    integers, so its readers take them directly and only their scale says "times c".
+
+    The engine quantizes hard-sigmoid as clamp(x + 3, 0, 6) * (1/6) with the multiply's output scale
+    derived as its input's / 6 (`quantizers`); ONNX Runtime has no integer kernel for the multiply by a
+    constant, and no integer HardSigmoid at all. Exact: the integers do not change.
+    """
+    g = model.graph
+    outputs = {o.name for o in g.output}
+    producer = {o: n for n in g.node for o in n.output}
+    count = 0
+    for mul in [n for n in g.node if n.op_type == "Mul"]:
+        found = _scaling_mul(model, mul, producer)
+        readers = [n for n in g.node if mul.output[0] in n.input]
+        if found is None or not readers or mul.output[0] in outputs:
+            continue
+        dq, c = found
+        src = _per_tensor_qparams(model, dq)
+        if src is None or any(r.op_type != "QuantizeLinear" or r.output[0] in outputs for r in readers):
+            continue
+        dst = [_per_tensor_qparams(model, q) for q in readers]
+        if any(
+            d is None
+            or d[1] != src[1]
+            or d[1].dtype != src[1].dtype
+            or not np.isclose(d[0], src[0] * c, rtol=1e-5)
+            for d in dst
+        ):
+            continue
+        for q in readers:
+            for n in g.node:
+                for i, name in enumerate(n.input):
+                    if name == q.output[0]:
+                        n.input[i] = dq.input[0]
+            g.node.remove(q)
+        g.node.remove(mul)
+        if not any(dq.output[0] in n.input for n in g.node) and dq.output[0] not in outputs:
+            g.node.remove(dq)
         count += 1
     return count
 

@@ -9,6 +9,7 @@ hop). The inductor presets use torchao's quantizers unchanged.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -167,6 +168,15 @@ def weight_qspec(per_channel: bool, qat: bool, ch_axis: int = 0) -> Quantization
     )
 
 
+def _scaled_qparams(c: float, obs_or_fqs):
+    scale, zero_point = obs_or_fqs[0].calculate_qparams()
+    return scale * c, zero_point
+
+
+def _positive_scalar(arg) -> float | None:
+    return float(arg) if isinstance(arg, (int, float)) and not isinstance(arg, bool) and arg > 0 else None
+
+
 def _bias_qparams(obs_or_fqs):
     act, weight = obs_or_fqs
     act_scale, _ = act.calculate_qparams()
@@ -310,6 +320,9 @@ class OpQuantizer(Quantizer):
                 self._annotate_split(node, src)
             elif t in PASS_THROUGH_OPS:
                 self._annotate_unary(node, src, SharedQuantizationSpec((src, node)))
+            elif t in MUL_OPS and (c := _positive_scalar(node.args[1])) is not None:
+                # same integers, scale times c: onnx_passes.fold_scaling_muls drops the multiply
+                self._annotate_unary(node, src, self._scaled(src, node, c))
             elif t in AVERAGING_OPS or t in OWN_RANGE_OPS and not _only_feeds_output(node):
                 # an average's range is narrower than its input's (QLinearGlobalAveragePool takes two
                 # scales); a sigmoid's or softmax's differs altogether: both get their own
@@ -318,6 +331,17 @@ class OpQuantizer(Quantizer):
     def _annotate_unary(self, node: Node, src: Node, output_qspec) -> None:
         node.meta[Q_KEY] = QuantizationAnnotation(
             input_qspec_map={src: self.act}, output_qspec=output_qspec, _annotated=True
+        )
+
+    def _scaled(self, src: Node, node: Node, c: float) -> DerivedQuantizationSpec:
+        a = self.act
+        return DerivedQuantizationSpec(
+            derived_from=[(src, node)],
+            derive_qparams_fn=functools.partial(_scaled_qparams, c),
+            dtype=a.dtype,
+            quant_min=a.quant_min,
+            quant_max=a.quant_max,
+            qscheme=a.qscheme,
         )
 
     def _annotate_cat(self, node: Node) -> None:

@@ -75,14 +75,17 @@ def test_default_preset_fuses_every_compute_op(zoo_pt2, tmp_path, name, fused):
     assert all(layer["quantized"] for layer in report["layers"])
 
 
-def test_hardswish_runs_its_multiply_in_int8(zoo_pt2, tmp_path):
-    # x * hardsigmoid(x): onnxruntime has no integer HardSigmoid (its own quantizer leaves it float too)
+def test_hardswish_runs_entirely_in_int8(zoo_pt2, tmp_path):
+    # ONNX Runtime has no integer HardSigmoid (onnxruntime's quantizer leaves it float): as
+    # clamp(x + 3, 0, 6) * (1/6) it is a QLinearAdd, its clamp folded, the 1/6 a relabelled scale
     report = quantize(zoo_pt2("hardswish"), tmp_path)
     counts = report["metrics"]["ort_op_counts"]
-    assert counts.get("QLinearMul") == 3 and counts.get("HardSigmoid") == 3, counts
-    assert counts.get("Mul", 0) == 0 and counts.get("HardSwish", 0) == 0, counts
-    assert {u["op"] for u in report["unfused"]} == {"HardSigmoid"}, report["unfused"]
+    assert counts.get("QLinearMul") == 3 and counts.get("QLinearAdd") == 3, counts
+    for float_op in ("HardSigmoid", "HardSwish", "Mul", "Add", "Clip", "DequantizeLinear"):
+        assert counts.get(float_op, 0) == (1 if float_op == "DequantizeLinear" else 0), counts
+    assert report["unfused"] == []
     assert report["metrics"]["output_sqnr_db"] >= 30
+    assert report["metrics"]["onnx_parity_sqnr_db"] >= 35
 
 
 def test_concat_of_relu_and_signed_inputs_keeps_every_conv_int8(zoo_pt2, tmp_path):

@@ -86,3 +86,46 @@ def test_space_to_depth_stem_is_bit_exact(cin, h, k, p, stride, rewritten):
         attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
         assert attrs["strides"] == [1, 1] and attrs["kernel_shape"] == [(k - 1 - p) // 2 - (-p) // 2 + 1] * 2
         assert [i.name for i in model.graph.initializer].count("w") == 0  # the old weights are gone
+
+
+def scaled_relabel(out_scale: float) -> onnx.ModelProto:
+    """x -> Q(s) -> DQ -> Mul(1/6) -> Q(out_scale) -> DQ: hard-sigmoid's last step as the engine exports it."""
+    s = np.float32(6 / 255)
+    inits = [
+        numpy_helper.from_array(np.array(s), "s"),
+        numpy_helper.from_array(np.array(out_scale, np.float32), "s6"),
+        numpy_helper.from_array(np.array(0, np.uint8), "zp"),
+        numpy_helper.from_array(np.array(1 / 6, np.float32), "c"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xdq"]),
+        helper.make_node("Mul", ["xdq", "c"], ["y"]),
+        helper.make_node("QuantizeLinear", ["y", "s6", "zp"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "s6", "zp"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "relabel",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+
+
+def test_multiply_that_only_relabels_a_scale_is_folded():
+    x = np.random.default_rng(0).uniform(-1, 7, (64, 8)).astype(np.float32)
+    model = scaled_relabel(float(np.float32(6 / 255)) / 6)
+    ref, _ = run(model, x)
+    assert onnx_passes.fold_scaling_muls(model) == 1
+    got, ops = run(model, x)
+    assert ops == ["QuantizeLinear", "DequantizeLinear"]
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_multiply_with_another_output_scale_is_kept():
+    # Q(s/5) after a multiply by 1/6 changes the integers: folding it would be wrong
+    model = scaled_relabel(float(np.float32(6 / 255)) / 5)
+    assert onnx_passes.fold_scaling_muls(model) == 0
+    assert [n.op_type for n in model.graph.node].count("Mul") == 1
