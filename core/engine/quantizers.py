@@ -87,7 +87,6 @@ AVERAGING_OPS = {
 OWN_RANGE_OPS = {
     aten.sigmoid.default,
     aten.leaky_relu.default,
-    aten.hardsigmoid.default,
     aten._softmax.default,
     aten.softmax.int,
 }
