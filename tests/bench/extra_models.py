@@ -5,7 +5,8 @@ squeeze-excite (EfficientNet), hard-swish (MobileNet-V3), chunk and channel shuf
 LeakyReLU (DarkNet), upsampling and transposed convs (U-Net), nn.TransformerEncoder (ViT), dilated
 conv1d (TCN), GRU, token-mixing MLPs, grouped bottlenecks (ResNeXt), pre-activation dense concat
 (DenseNet), channels-last LayerNorm blocks (ConvNeXt), dilated conv2d with PReLU and a broadcast
-pooled branch (ASPP), LSTM, Conv3d.
+pooled branch (ASPP), LSTM, Conv3d, split-chain-concat blocks with chained max-pools and a sigmoid
+detection head (YOLO).
 """
 
 from __future__ import annotations
@@ -457,6 +458,58 @@ class Conv3dNet(nn.Module):
         return self.fc(self.f(x).mean((2, 3, 4)))
 
 
+class C2f(nn.Module):
+    """YOLOv8's block: split, a chain of convs on the last piece, concatenate every piece."""
+
+    def __init__(self, c, n=2):
+        super().__init__()
+        self.cv1 = cbr(c, c, 1, act=nn.SiLU)
+        self.m = nn.ModuleList(cbr(c // 2, c // 2, 3, act=nn.SiLU) for _ in range(n))
+        self.cv2 = cbr(c // 2 * (2 + n), c, 1, act=nn.SiLU)
+
+    def forward(self, x):
+        y = list(self.cv1(x).chunk(2, 1))
+        for m in self.m:
+            y.append(m(y[-1]))
+        return self.cv2(torch.cat(y, 1))
+
+
+class SPPF(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.cv1 = cbr(c, c // 2, 1, act=nn.SiLU)
+        self.cv2 = cbr(c * 2, c, 1, act=nn.SiLU)
+
+    def forward(self, x):
+        x = self.cv1(x)
+        y1 = F.max_pool2d(x, 5, 1, 2)
+        y2 = F.max_pool2d(y1, 5, 1, 2)
+        return self.cv2(torch.cat([x, y1, y2, F.max_pool2d(y2, 5, 1, 2)], 1))
+
+
+class YOLOish(nn.Module):
+    """A YOLOv8-style detector: C2f backbone, SPPF, upsample + concat neck, a sigmoid box/class head."""
+
+    def __init__(self, classes=20):
+        super().__init__()
+        self.p3 = nn.Sequential(
+            cbr(3, 16, 3, 2, act=nn.SiLU),
+            cbr(16, 32, 3, 2, act=nn.SiLU),
+            C2f(32),
+            cbr(32, 64, 3, 2, act=nn.SiLU),
+            C2f(64),
+        )
+        self.p4 = nn.Sequential(cbr(64, 128, 3, 2, act=nn.SiLU), C2f(128), SPPF(128))
+        self.neck = nn.Sequential(cbr(192, 64, 1, act=nn.SiLU), C2f(64))
+        self.head = nn.Conv2d(64, 4 + classes, 1)
+
+    def forward(self, x):
+        p3 = self.p3(x)
+        up = F.interpolate(self.p4(p3), scale_factor=2.0, mode="nearest")
+        out = self.head(self.neck(torch.cat([up, p3], 1))).flatten(2).permute(0, 2, 1)
+        return torch.cat([out[..., :4].sigmoid() * 2 - 0.5, out[..., 4:].sigmoid()], -1)
+
+
 # name -> (constructor, input shape without batch, timing batch, calibration samples)
 CASES = {
     "squeezenet": (SqueezeNet, (3, 224, 224), 1, 32),
@@ -479,4 +532,5 @@ CASES = {
     "aspp-ish": (ASPPish, (3, 256, 256), 1, 16),
     "lstm": (LSTMNet, (50, 40), 16, 64),
     "conv3d": (Conv3dNet, (3, 8, 64, 64), 4, 32),
+    "yolo-ish": (YOLOish, (3, 320, 320), 1, 16),
 }
