@@ -187,8 +187,11 @@ def _per_tensor_qparams(model: onnx.ModelProto, node: onnx.NodeProto):
 def _scaling_mul(model: onnx.ModelProto, mul: onnx.NodeProto, producer: dict):
     """(DQ, c) when `mul` multiplies a dequantized tensor by a positive scalar constant c, else None."""
     for x, k in ((0, 1), (1, 0)):
-        dq, c = producer.get(mul.input[x]), _constant(model, mul.input[k])
-        if dq is not None and dq.op_type == "DequantizeLinear" and c is not None and c.size == 1:
+        dq = producer.get(mul.input[x])
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        c = _constant(model, mul.input[k])
+        if c is not None and c.size == 1:
             c = float(c.reshape(-1)[0])
             return (dq, c) if c > 0 else None
     return None
@@ -208,8 +211,10 @@ def fold_scaling_muls(model: onnx.ModelProto) -> int:
     count = 0
     for mul in [n for n in g.node if n.op_type == "Mul"]:
         found = _scaling_mul(model, mul, producer)
+        if found is None or mul.output[0] in outputs:
+            continue
         readers = [n for n in g.node if mul.output[0] in n.input]
-        if found is None or not readers or mul.output[0] in outputs:
+        if not readers:
             continue
         dq, c = found
         src = _per_tensor_qparams(model, dq)
