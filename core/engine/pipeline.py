@@ -395,13 +395,14 @@ def _slower_than_float(metrics: dict, float_model: GraphModule) -> str:
     if any(n.target is torch.ops.aten.conv3d.default for n in float_model.graph.nodes):
         why = "ONNX Runtime's int8 kernel for 3-D convolutions is slower than its float one"
     smaller = metrics["size_float_bytes"] / max(metrics["size_int8_bytes"], 1)
-    advice = "keep the slowest layers in float if latency matters more than size"
     if smaller < 1.5:  # tiny models: scales and zero points outweigh the weights saved
         advice = "on a model this small, Q/DQ overhead outweighs the int8 gain; keep it in float"
     else:
-        advice = f"it is still {smaller:.1f}x smaller; {advice}"
+        advice = (
+            f"it is still {smaller:.1f}x smaller; keep the slowest layers in float if latency matters more"
+        )
     return (
-        f"The int8 ONNX ran at {metrics['speedup']:.2f}x the speed of the float model on ONNX Runtime "
+        f"the int8 ONNX ran at {metrics['speedup']:.2f}x the speed of the float model on ONNX Runtime "
         f"CPU ({metrics['latency_int8_ms']:.2f} vs {metrics['latency_float_ms']:.2f} ms): {why}; {advice}."
     )
 
