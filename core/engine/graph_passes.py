@@ -228,10 +228,6 @@ def _call(gm: GraphModule, like: Node, target, args: tuple) -> Node:
     return node
 
 
-# meta key of a multiply by a positive constant that should only relabel its input's scale in int8
-RELABEL = "qdq_relabel_scale"
-
-
 def _constant(gm: GraphModule, like: Node, value: torch.Tensor) -> Node:
     """A tensor constant (a buffer read by get_attr) that the annotator can quantize like an input."""
     name = f"_int8_const{sum(1 for _ in gm.buffers())}"
@@ -252,9 +248,7 @@ def _hardsigmoid(gm: GraphModule, like: Node, x: Node) -> Node:
     three = _constant(gm, like, torch.tensor(3.0, dtype=x.meta["val"].dtype))
     shifted = _call(gm, like, aten.add.Tensor, (x, three))
     clamped = _call(gm, like, aten.hardtanh.default, (shifted, 0.0, 6.0))
-    scaled = _call(gm, like, aten.mul.Tensor, (clamped, 1 / 6))
-    scaled.meta[RELABEL] = True
-    return scaled
+    return _call(gm, like, aten.mul.Tensor, (clamped, 1 / 6))
 
 
 def _scalar_slope(gm: GraphModule, prelu: Node) -> float | None:
