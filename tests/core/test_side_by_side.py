@@ -22,6 +22,10 @@ CASES = {
     "yolo-ish": (3, 128, 128),  # C2f, SPPF max-pool chain, upsample + concat, sigmoid head
     "unet-transpose": (3, 64, 64),  # transposed conv beside a ReLU skip
     "tcn": (13, 100),  # dilated conv1d, x.mean(-1)
+    "efficientnet-ish": (3, 64, 64),  # SiLU, squeeze-excite
+    "convnext-ish": (3, 64, 64),  # depthwise 7x7, channels-last LayerNorm, GELU, layer scale
+    "darknet-ish": (3, 96, 96),  # LeakyReLU
+    "inception-ish": (3, 96, 96),  # parallel branches, avg-pool branch, concat
 }
 
 
