@@ -185,21 +185,24 @@ def _per_tensor_qparams(model: onnx.ModelProto, node: onnx.NodeProto):
 
 
 def _scaling_mul(model: onnx.ModelProto, mul: onnx.NodeProto, producer: dict):
-    """(DQ, c) when `mul` multiplies a dequantized tensor by a positive scalar constant c, else None."""
-    for x, k in ((0, 1), (1, 0)):
+    """(DQ, c) when `mul` multiplies a dequantized tensor by a positive scalar constant c (or divides it
+    by 1/c), else None."""
+    order = ((0, 1), (1, 0)) if mul.op_type == "Mul" else ((0, 1),)
+    for x, k in order:
         dq = producer.get(mul.input[x])
         if dq is None or dq.op_type != "DequantizeLinear":
             continue
         c = _constant(model, mul.input[k])
-        if c is not None and c.size == 1:
+        if c is not None and c.size == 1 and float(c.reshape(-1)[0]) > 0:
             c = float(c.reshape(-1)[0])
-            return (dq, c) if c > 0 else None
+            return dq, (c if mul.op_type == "Mul" else 1.0 / c)
+        return None
     return None
 
 
 def fold_scaling_muls(model: onnx.ModelProto) -> int:
-    """DQ(scale s) -> Mul(c) -> Q(scale s*c, same zero point) -> readers: that Q gives back the DQ's own
-    integers, so its readers take them directly and only their scale says "times c".
+    """DQ(scale s) -> Mul(c) or Div(1/c) -> Q(scale s*c, same zero point) -> readers: that Q gives back
+    the DQ's own integers, so its readers take them directly and only their scale says "times c".
 
     The engine quantizes hard-sigmoid as clamp(x + 3, 0, 6) * (1/6) with the multiply's output scale
     derived as its input's / 6 (`quantizers`); ONNX Runtime has no integer kernel for the multiply by a
@@ -209,7 +212,7 @@ def fold_scaling_muls(model: onnx.ModelProto) -> int:
     outputs = {o.name for o in g.output}
     producer = {o: n for n in g.node for o in n.output}
     count = 0
-    for mul in [n for n in g.node if n.op_type == "Mul"]:
+    for mul in [n for n in g.node if n.op_type in ("Mul", "Div")]:
         found = _scaling_mul(model, mul, producer)
         if found is None or mul.output[0] in outputs:
             continue

@@ -88,19 +88,20 @@ def test_space_to_depth_stem_is_bit_exact(cin, h, k, p, stride, rewritten):
         assert [i.name for i in model.graph.initializer].count("w") == 0  # the old weights are gone
 
 
-def scaled_relabel(out_scale: float) -> onnx.ModelProto:
-    """x -> Q(s) -> DQ -> Mul(1/6) -> Q(out_scale) -> DQ: hard-sigmoid's last step as the engine exports it."""
+def scaled_relabel(out_scale: float, op: str = "Mul") -> onnx.ModelProto:
+    """x -> Q(s) -> DQ -> Mul(1/6) or Div(6) -> Q(out_scale) -> DQ: hard-sigmoid's last step as the
+    engine exports it, or a hand-written one's."""
     s = np.float32(6 / 255)
     inits = [
         numpy_helper.from_array(np.array(s), "s"),
         numpy_helper.from_array(np.array(out_scale, np.float32), "s6"),
         numpy_helper.from_array(np.array(0, np.uint8), "zp"),
-        numpy_helper.from_array(np.array(1 / 6, np.float32), "c"),
+        numpy_helper.from_array(np.array(1 / 6 if op == "Mul" else 6, np.float32), "c"),
     ]
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"]),
         helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xdq"]),
-        helper.make_node("Mul", ["xdq", "c"], ["y"]),
+        helper.make_node(op, ["xdq", "c"], ["y"]),
         helper.make_node("QuantizeLinear", ["y", "s6", "zp"], ["yq"]),
         helper.make_node("DequantizeLinear", ["yq", "s6", "zp"], ["out"]),
     ]
@@ -114,9 +115,10 @@ def scaled_relabel(out_scale: float) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
 
 
-def test_multiply_that_only_relabels_a_scale_is_folded():
+@pytest.mark.parametrize("op", ["Mul", "Div"])
+def test_multiply_that_only_relabels_a_scale_is_folded(op):
     x = np.random.default_rng(0).uniform(-1, 7, (64, 8)).astype(np.float32)
-    model = scaled_relabel(float(np.float32(6 / 255)) / 6)
+    model = scaled_relabel(float(np.float32(6 / 255)) / 6, op)
     ref, _ = run(model, x)
     assert onnx_passes.fold_scaling_muls(model) == 1
     got, ops = run(model, x)
