@@ -228,7 +228,7 @@ def _call(gm: GraphModule, like: Node, target, args: tuple) -> Node:
     return node
 
 
-def _constant(gm: GraphModule, like: Node, value: torch.Tensor) -> Node:
+def _new_constant(gm: GraphModule, like: Node, value: torch.Tensor) -> Node:
     """A tensor constant (a buffer read by get_attr) that the annotator can quantize like an input."""
     name = f"_int8_const{sum(1 for _ in gm.buffers())}"
     while hasattr(gm, name):
@@ -245,7 +245,7 @@ def _hardsigmoid(gm: GraphModule, like: Node, x: Node) -> Node:
     """clamp(x + 3, 0, 6) * (1/6): ONNX Runtime has no integer HardSigmoid, but the add runs as
     QLinearAdd with the clamp folded into its output range, and the 1/6 only relabels that output's
     scale (`quantizers` derives it; `onnx_passes.fold_scaling_muls` removes the multiply)."""
-    three = _constant(gm, like, torch.tensor(3.0, dtype=x.meta["val"].dtype))
+    three = _new_constant(gm, like, torch.tensor(3.0, dtype=x.meta["val"].dtype))
     shifted = _call(gm, like, aten.add.Tensor, (x, three))
     clamped = _call(gm, like, aten.hardtanh.default, (shifted, 0.0, 6.0))
     return _call(gm, like, aten.mul.Tensor, (clamped, 1 / 6))
