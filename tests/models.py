@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -345,6 +346,82 @@ class TorchEncoderLayer(nn.Module):
         return self.layer(x)
 
 
+class NormRelu(nn.Module):
+    """Style-transfer shape: instance norm then ReLU (a float op, then an activation ONNX Runtime folds)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = nn.InstanceNorm2d(8, affine=True)
+        self.c2 = nn.Conv2d(8, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.c2(torch.relu(self.norm(self.c1(x))))
+
+
+class MaxOverTime(nn.Module):
+    """A text-CNN head: conv1d filters of two widths, max over time, concat, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv1d(16, 16, k, padding=k // 2) for k in (3, 5))
+        self.fc = nn.Linear(32, 4)
+
+    def forward(self, x):
+        return self.fc(torch.cat([torch.relu(c(x)).amax(-1) for c in self.convs], 1))
+
+
+class ChannelMultiplier(nn.Module):
+    """A depthwise conv with two outputs per input channel (Keras' depth_multiplier=2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1, groups=16),
+            nn.ReLU(),
+            nn.Conv2d(32, 8, 1),
+        )
+
+    def forward(self, x):
+        return self.f(x)
+
+
+class AvgPools(nn.Module):
+    """A 3x3 average pool, an adaptive 2x2 one, a (-1, 1) clamp and an add with alpha."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(32, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.c1(x))
+        y = torch.add(x, torch.clamp(self.c2(F.avg_pool2d(x, 3, 1, 1)), -1.0, 1.0), alpha=2.0)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(y, 2), 1))
+
+
+class Siamese(nn.Module):
+    """Two inputs through one shared conv-BN tower (its weights shared by two convs), then compared."""
+
+    def __init__(self):
+        super().__init__()
+        self.tower = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.fc = nn.Linear(32, 2)
+
+    def forward(self, a, b):
+        fa, fb = self.tower(a), self.tower(b)
+        return self.fc(torch.cat([(fa - fb).abs(), fa * fb], 1))
+
+
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give BatchNorms non-trivial statistics so folding them is really exercised."""
     g = torch.Generator().manual_seed(seed)
@@ -378,6 +455,10 @@ ZOO = {
     "dense_concat": (DenseLayer, (3, 16, 16)),
     "prelu": (PReluNet, (3, 16, 16)),
     "spatial_mean": (SpatialMean, (3, 16, 16)),
+    "norm_relu": (NormRelu, (3, 16, 16)),
+    "max_over_time": (MaxOverTime, (16, 24)),
+    "channel_multiplier": (ChannelMultiplier, (3, 16, 16)),
+    "avg_pools": (AvgPools, (3, 16, 16)),
 }
 
 

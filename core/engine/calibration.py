@@ -44,6 +44,9 @@ class CalibrationData:
     def take(self, n: int) -> tuple[torch.Tensor, ...]:
         return tuple(t[:n] for t in self.inputs)
 
+    def part(self, start: int, stop: int) -> CalibrationData:
+        return CalibrationData(self.source, [t[start:stop] for t in self.inputs], self.synthetic)
+
 
 def input_specs(example_inputs: tuple, names: list[str]) -> list[InputSpec]:
     names = names if len(names) == len(example_inputs) else [f"input_{i}" for i in range(len(example_inputs))]

@@ -127,6 +127,7 @@ def space_to_depth_stems(model: onnx.ModelProto) -> int:
     shapes = _shapes(model)
     producer = {o: n for n in g.node for o in n.output}
     inits = {i.name: i for i in g.initializer}
+    rearranged: dict[tuple, str] = {}
     count = 0
     for conv in list(g.node):
         stem = _stem(conv, producer, inits, shapes)
@@ -148,15 +149,22 @@ def space_to_depth_stems(model: onnx.ModelProto) -> int:
             name=f"{name}_s2d_dq",
             **_attrs(x_dq),
         )
-        g.initializer.append(numpy_helper.from_array(w2, f"{weight.name}_s2d"))
-        w_new = helper.make_node(
-            "DequantizeLinear",
-            [f"{weight.name}_s2d", *w_dq.input[1:]],
-            [f"{w_dq.output[0]}_s2d"],
-            name=f"{w_dq.name}_s2d",
-            **_attrs(w_dq),
-        )
-        conv.input[0], conv.input[1] = dq.output[0], w_new.output[0]
+        # two convs may share one weight (a Siamese tower run on two inputs): rearranged once
+        key = (w_dq.output[0], begin_pads)
+        new_nodes = [dq, s2d]
+        if key not in rearranged:
+            w_name = f"{weight.name}_s2d{len(rearranged) or ''}"
+            g.initializer.append(numpy_helper.from_array(w2, w_name))
+            w_new = helper.make_node(
+                "DequantizeLinear",
+                [w_name, *w_dq.input[1:]],
+                [f"{w_name}_dq"],
+                name=f"{w_name}_dq",
+                **_attrs(w_dq),
+            )
+            rearranged[key] = w_new.output[0]
+            new_nodes.insert(0, w_new)
+        conv.input[0], conv.input[1] = dq.output[0], rearranged[key]
         for attr in list(conv.attribute):
             if attr.name in ("strides", "pads", "kernel_shape"):
                 conv.attribute.remove(attr)
@@ -168,7 +176,7 @@ def space_to_depth_stems(model: onnx.ModelProto) -> int:
             ]
         )
         at = list(g.node).index(conv)
-        for node in (w_new, dq, s2d):
+        for node in new_nodes:
             g.node.insert(at, node)
         _drop_if_unused(model, [x_dq, w_dq], weight)
         count += 1

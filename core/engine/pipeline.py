@@ -42,6 +42,7 @@ from core.progress import Progress
 
 SCHEMA = 1
 ANALYSIS_SAMPLES = 32
+MIN_HELD_OUT = 4  # samples per half before candidates are judged on held-out ones
 STAGES = ("load", "capture", "prepare", "calibrate", "convert", "analyse", "export", "report")
 # share of the progress bar per stage; calibration and export dominate wall time
 WEIGHTS = (0.03, 0.07, 0.03, 0.42, 0.05, 0.12, 0.25, 0.03)
@@ -104,6 +105,7 @@ class Calibrated:
     seconds: float
     qat_info: dict | None
     warnings: list[str] = field(default_factory=list)
+    half: GraphModule | None = None  # calibrated on the first half of the samples only (see candidates)
 
 
 def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
@@ -155,6 +157,7 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
         warnings.append(f"{len(calib.skipped)} calibration file(s) could not be read and were skipped")
     t_cal = time.monotonic()
     qat_info = None
+    half = None
     prepared.to(device)
     try:
         with exact_float32(device):
@@ -168,6 +171,12 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
                     prepared, float_model, calib, labelled, opts.qat_epochs, batch_size, device, p
                 )
                 move_exported_model_to_eval(prepared)
+            elif opts.observer is None and not cap.fixed_batch and len(calib) >= MIN_HELD_OUT * 2:
+                # candidates are judged on samples they were not calibrated on: snapshot halfway
+                mid = len(calib) // 2
+                _calibrate(prepared, calib, batch_size, device, p, stop=mid)
+                half = copy.deepcopy(prepared).to("cpu")
+                _calibrate(prepared, calib, batch_size, device, p, start=mid)
             else:
                 _calibrate(prepared, calib, batch_size, device, p)
     finally:
@@ -176,7 +185,17 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return Calibrated(
-        loaded, cap, specs, prepared, calib, device, batch_size, time.monotonic() - t_cal, qat_info, warnings
+        loaded,
+        cap,
+        specs,
+        prepared,
+        calib,
+        device,
+        batch_size,
+        time.monotonic() - t_cal,
+        qat_info,
+        warnings,
+        half,
     )
 
 
@@ -203,7 +222,12 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
         sample = calib.take(cap.fixed_batch)
     choice = None
     if opts.observer is None and candidates.has_histograms(prepared):
-        prepared, converted, choice = candidates.choose(prepared, float_model, sample, cap.fixed_batch)
+        half = None
+        if cal.half is not None:
+            mid = len(calib) // 2
+            n = min(ANALYSIS_SAMPLES, mid)
+            half = (cal.half, calib.take(n), calib.part(mid, mid + n).inputs)
+        prepared, converted, choice = candidates.choose(prepared, float_model, sample, cap.fixed_batch, half)
         p.log(choice.describe())
     float_ref = copy.deepcopy(prepared)
     if opts.qat_epochs:
@@ -304,6 +328,7 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
                 "bias_corrected": choice.bias_corrected,
                 "output_sqnr_db": choice.output_sqnr_db,
                 "samples": choice.samples,
+                "held_out": choice.held_out,
             },
         },
         "qat": cal.qat_info,
@@ -323,11 +348,13 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
     return report
 
 
-def _calibrate(prepared, calib, batch_size: int, device, p: Progress) -> None:
+def _calibrate(
+    prepared, calib, batch_size: int, device, p: Progress, start: int = 0, stop: int | None = None
+) -> None:
     total = len(calib)
-    done = 0
+    done = start
     with torch.no_grad():
-        for batch in calib.batches(batch_size):
+        for batch in calib.part(start, total if stop is None else stop).batches(batch_size):
             prepared(*(t.to(device) for t in batch))
             done += int(batch[0].shape[0])
             p(done / total, f"calibrated {done}/{total} samples")

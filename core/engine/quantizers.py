@@ -71,6 +71,7 @@ PASS_THROUGH_OPS = {
     aten.upsample_nearest1d.vec,
     aten.upsample_nearest2d.vec,
     aten.upsample_bilinear2d.vec,  # interpolates between neighbours: never leaves their range
+    aten.amax.default,  # max over time in a text CNN; ONNX Runtime runs ReduceMax on uint8
 }
 # Ops that split one tensor into several (read through getitem): each piece shares the input's scale.
 SPLIT_OPS = {aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default, aten.unbind.int}
@@ -259,11 +260,12 @@ class OpQuantizer(Quantizer):
         return Q_KEY in node.meta or matches_keep_float(node, self.opts.keep_float)
 
     def _annotate_output(self, node: Node, anchor: Node, qspec=None) -> list[Node]:
-        """Put the output Q after `anchor` or after a ReLU/ReLU6 that directly follows it."""
+        """Put the output Q after `anchor` or after a ReLU, ReLU6 or other clamp that directly follows
+        it (ONNX Runtime drops a Clip whose range holds the Q's)."""
         out = anchor
         fused = []
         user = _single_user(anchor)
-        if user is not None and _is_relu_like(user) and not self._skip(user):
+        if user is not None and user.target in RELU_OPS | CLIP_OPS and not self._skip(user):
             out = user
             fused.append(user)
         qspec = qspec or self.act
@@ -324,7 +326,16 @@ class OpQuantizer(Quantizer):
                 self._annotate_cat(node)
                 continue
             src = node.args[0] if node.args else None
-            if not (_is_tensor(src) and _has_quantized_output(src)):
+            if not _is_tensor(src):
+                continue
+            if not _has_quantized_output(src):
+                if _is_relu_like(node) and not _only_feeds_output(node):
+                    # after a float op (a norm, say): quantized, the ReLU folds into its Q and vanishes
+                    node.meta[Q_KEY] = QuantizationAnnotation(output_qspec=self.act, _annotated=True)
+                elif t in OWN_RANGE_OPS and _observed_by_a_user(src) and not _only_feeds_output(node):
+                    # a SiLU gate after a float op: the multiply quantizes x anyway, so the sigmoid
+                    # reads those integers too and runs as QLinearSigmoid
+                    self._annotate_unary(node, src, self.act)
                 continue
             if t in SPLIT_OPS:
                 self._annotate_split(node, src)
@@ -333,7 +344,7 @@ class OpQuantizer(Quantizer):
             elif (c := _scaling_factor(node)) is not None:
                 # same integers, scale times c: onnx_passes.fold_scaling_muls drops the multiply
                 self._annotate_unary(node, src, self._scaled(src, node, c))
-            elif t in AVERAGING_OPS or t in OWN_RANGE_OPS and not _only_feeds_output(node):
+            elif (t in AVERAGING_OPS or t in OWN_RANGE_OPS) and not _only_feeds_output(node):
                 # an average's range is narrower than its input's (QLinearGlobalAveragePool takes two
                 # scales); a sigmoid's or softmax's differs altogether: both get their own
                 self._annotate_unary(node, src, self.act)
@@ -406,9 +417,14 @@ def _has_quantized_output(node: Node) -> bool:
     return ann is not None and ann.output_qspec is not None
 
 
+def _observed_by_a_user(node: Node) -> bool:
+    return any(Q_KEY in u.meta and node in u.meta[Q_KEY].input_qspec_map for u in node.users)
+
+
 def _only_feeds_output(node: Node) -> bool:
-    """A model output keeps float precision: quantizing it would only add a Q/DQ pair at the end."""
-    return all(u.op == "output" for u in node.users)
+    """A model output keeps float precision: quantizing it would only add a Q/DQ pair at the end (also
+    seen through a flatten: a pooled embedding rounded to 8 bits lost 6 dB against a float mean)."""
+    return all(u.op == "output" or u.target in PASS_THROUGH_OPS and _only_feeds_output(u) for u in node.users)
 
 
 def _inductor_quantizer(kind: str, opts: QuantizerOptions, modules: Callable[[], list[str]]):

@@ -6,7 +6,9 @@ LeakyReLU (DarkNet), upsampling and transposed convs (U-Net), nn.TransformerEnco
 conv1d (TCN), GRU, token-mixing MLPs, grouped bottlenecks (ResNeXt), pre-activation dense concat
 (DenseNet), channels-last LayerNorm blocks (ConvNeXt), dilated conv2d with PReLU and a broadcast
 pooled branch (ASPP), LSTM, Conv3d, split-chain-concat blocks with chained max-pools and a sigmoid
-detection head (YOLO).
+detection head (YOLO), GLU (Conformer), a module called twice and a channel max (CBAM), depthwise convs
+with a channel multiplier (MobileNet-V1), instance norm then ReLU (style transfer), average pools and
+clamps, max over time (text CNN).
 """
 
 from __future__ import annotations
@@ -510,6 +512,121 @@ class YOLOish(nn.Module):
         return torch.cat([out[..., :4].sigmoid() * 2 - 0.5, out[..., 4:].sigmoid()], -1)
 
 
+class ConformerConv(nn.Module):
+    """Conformer's convolution module on [B, T, D]: LayerNorm, pointwise conv, GLU, depthwise conv1d,
+    BatchNorm, SiLU, pointwise conv, residual, then a linear."""
+
+    def __init__(self, d=144):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.pw1 = nn.Conv1d(d, 2 * d, 1)
+        self.dw = nn.Conv1d(d, d, 15, padding=7, groups=d)
+        self.bn = nn.BatchNorm1d(d)
+        self.pw2 = nn.Conv1d(d, d, 1)
+        self.ff = nn.Linear(d, d)
+
+    def forward(self, x):
+        y = F.glu(self.pw1(self.norm(x).transpose(1, 2)), dim=1)
+        y = self.pw2(F.silu(self.bn(self.dw(y)))).transpose(1, 2)
+        return self.ff(x + y)
+
+
+class CBAMNet(nn.Module):
+    """CBAM blocks: channel attention from one MLP called on an average- and a max-pooled vector,
+    spatial attention from a 7x7 conv over the channel mean and max; pooled features out."""
+
+    def __init__(self, c=64):
+        super().__init__()
+        self.stem = nn.Sequential(cbr(3, c // 2, 3, 2), cbr(c // 2, c, 3, 2))
+        self.mlp = nn.Sequential(nn.Conv2d(c, c // 8, 1), nn.ReLU(), nn.Conv2d(c // 8, c, 1))
+        self.spatial = nn.Conv2d(2, 1, 7, padding=3)
+        self.body = cbr(c, 2 * c, 3, 2)
+
+    def forward(self, x):
+        x = self.stem(x)
+        gate = self.mlp(F.adaptive_avg_pool2d(x, 1)) + self.mlp(F.adaptive_max_pool2d(x, 1))
+        x = x * torch.sigmoid(gate)
+        pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
+        x = x * torch.sigmoid(self.spatial(pooled))
+        return self.body(x).mean((2, 3))
+
+
+class MobileNetV1DM(nn.Module):
+    """MobileNet-V1 with a depth multiplier of 2 on its depthwise convs (Keras' depth_multiplier)."""
+
+    def __init__(self):
+        super().__init__()
+        layers = [cbr(3, 32, 3, 2, act=nn.ReLU6)]
+        for cin, cout, s in ((32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 512, 2)):
+            layers += [cbr(cin, 2 * cin, 3, s, g=cin, act=nn.ReLU6), cbr(2 * cin, cout, 1, act=nn.ReLU6)]
+        self.f = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 100))
+
+    def forward(self, x):
+        return self.f(x)
+
+
+class StyleNet(nn.Module):
+    """Fast style transfer: reflect-padded convs, instance norm then ReLU, residual blocks, nearest
+    upsampling, tanh output."""
+
+    def __init__(self):
+        super().__init__()
+
+        def block(cin, cout, s):
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, s, 1, padding_mode="reflect"),
+                nn.InstanceNorm2d(cout, affine=True),
+                nn.ReLU(),
+            )
+
+        self.enc = nn.Sequential(block(3, 16, 1), block(16, 32, 2), block(32, 64, 2))
+        self.res = nn.ModuleList(
+            nn.Sequential(block(64, 64, 1), nn.Conv2d(64, 64, 3, 1, 1)) for _ in range(2)
+        )
+        self.dec = nn.Sequential(
+            nn.Upsample(scale_factor=2),
+            block(64, 32, 1),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(32, 3, 3, 1, 1),
+        )
+
+    def forward(self, x):
+        x = self.enc(x)
+        for r in self.res:
+            x = x + r(x)
+        return torch.tanh(self.dec(x))
+
+
+class PoolZoo(nn.Module):
+    """Pools other models leave out: 3x3 average pools, a ceil-mode max pool, an adaptive 2x2 average;
+    ReLU6 and a (-1, 1) hard-tanh clamp."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = cbr(3, 32, 3, 2, act=nn.ReLU6)
+        self.c2 = cbr(32, 64, act=lambda: nn.Hardtanh(-1.0, 1.0))
+        self.c3 = cbr(64, 128)
+        self.fc = nn.Linear(128 * 4, 10)
+
+    def forward(self, x):
+        x = F.avg_pool2d(self.c1(x), 3, 2, 1)
+        x = F.max_pool2d(self.c2(x), 3, 2, ceil_mode=True)
+        x = F.avg_pool2d(self.c3(x), 3, 1, 1)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 2), 1))
+
+
+class TextCNN(nn.Module):
+    """Kim's text CNN on embedded tokens [B, D, T]: convs of three widths, max over time, concat."""
+
+    def __init__(self, d=128):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv1d(d, 128, k, padding=k // 2) for k in (3, 5, 7))
+        self.fc = nn.Linear(384, 5)
+
+    def forward(self, x):
+        return self.fc(torch.cat([F.relu(c(x)).amax(-1) for c in self.convs], 1))
+
+
 # name -> (constructor, input shape without batch, timing batch, calibration samples)
 CASES = {
     "squeezenet": (SqueezeNet, (3, 224, 224), 1, 32),
@@ -533,4 +650,10 @@ CASES = {
     "lstm": (LSTMNet, (50, 40), 16, 64),
     "conv3d": (Conv3dNet, (3, 8, 64, 64), 4, 32),
     "yolo-ish": (YOLOish, (3, 320, 320), 1, 16),
+    "conformer-conv": (ConformerConv, (100, 144), 8, 32),
+    "cbam-ish": (CBAMNet, (3, 224, 224), 1, 16),
+    "mobilenetv1-dm2": (MobileNetV1DM, (3, 224, 224), 1, 16),
+    "style-transfer": (StyleNet, (3, 256, 256), 1, 8),
+    "pool-zoo": (PoolZoo, (3, 224, 224), 1, 16),
+    "text-cnn": (TextCNN, (128, 200), 16, 64),
 }

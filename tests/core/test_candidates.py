@@ -119,3 +119,24 @@ def test_bias_correction_removes_the_mean_output_error():
     kept = candidates.bias_tensor(prepared, node).clone()
     candidates.bias_corrected(prepared, converted, (x,), chunk=4)
     assert torch.equal(candidates.bias_tensor(prepared, node), kept)
+
+
+def test_choice_on_held_out_samples_is_applied_to_the_fully_calibrated_model():
+    # judged on their own samples, histogram ranges and bias correction fit those very samples; the
+    # choice is made on a half the candidates never saw and then applied to the model that saw all
+    x = torch.randn(32, 8, 16, 16)
+    x[20, 0, 0, 0] = 40.0  # an outlier only the second half holds
+    float_model, half = _prepared("histogram", x[:16])
+    _, full = _prepared("histogram", x)
+    chosen, converted, choice = candidates.choose(
+        full, float_model, (x[:16],), half=(half, (x[:8],), (x[16:24],))
+    )
+    assert choice.held_out and choice.samples == 8 and "8 held-out calibration samples" in choice.describe()
+    assert choice.output_sqnr_db[choice.chosen] == max(choice.output_sqnr_db.values())
+    if not choice.bias_corrected:
+        expected = full if choice.ranges == "histogram" else candidates.minmax_variant(full)
+        assert _qparams(converted) == _qparams(convert_pt2e(copy.deepcopy(expected), fold_quantize=True))
+        assert (chosen is full) == (choice.ranges == "histogram")
+    # ranges come from all 32 samples, not from the half the choice was judged with
+    assert _qparams(converted) != _qparams(convert_pt2e(copy.deepcopy(half), fold_quantize=True))
+    assert _bias_scales_match(converted)

@@ -48,6 +48,13 @@ def quantized_ops(out) -> list[str]:
         ("dense_concat", {"QLinearConv": 5, "QLinearConcat": 1, "MaxPool": 1}),
         # x.mean((2, 3)) without keepdim: ReduceMean stays float, GlobalAveragePool + flatten do not
         ("spatial_mean", {"QLinearConv": 1, "QLinearGlobalAveragePool": 1, "QGemm": 1}),
+        # amax over time is a ReduceMax on uint8; the concat after it stays int8 too
+        ("max_over_time", {"QLinearConv": 2, "ReduceMax": 2, "QLinearConcat": 1, "QGemm": 1}),
+        # groups=16, 32 outputs: the input repeated (Expand on uint8) and a true depthwise conv
+        ("channel_multiplier", {"QLinearConv": 3, "Expand": 1}),
+        # both average pools run as depthwise convs with 1/k weights (QLinearAveragePool is slow); the
+        # clamp folds into its conv's Q, alpha=2 relabels a scale and the add is a QLinearAdd
+        ("avg_pools", {"QLinearConv": 4, "QLinearAdd": 1, "QGemm": 1, "QLinearAveragePool": 0}),
     ],
 )
 def test_default_preset_fuses_every_compute_op(zoo_pt2, tmp_path, name, fused):
@@ -109,6 +116,42 @@ def test_single_slope_prelu_runs_as_int8_leaky_relu(zoo_pt2, tmp_path):
     assert counts.get("QLinearConv") == 3 and counts.get("QLinearLeakyRelu") == 1, counts
     assert [u["op"] for u in report["unfused"]] == ["PRelu"], report["unfused"]
     assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
+
+
+def test_relu_after_a_float_norm_folds_into_its_quantize(zoo_pt2, tmp_path):
+    # instance norm has no integer kernel; the ReLU after it gets its own range and vanishes into the
+    # Q that feeds the next conv, as in onnxruntime's own quantizer
+    report = quantize(zoo_pt2("norm_relu"), tmp_path)
+    counts = report["metrics"]["ort_op_counts"]
+    assert counts.get("QLinearConv") == 2 and counts.get("Relu", 0) == 0, counts
+    assert [u["op"] for u in report["unfused"]] == ["InstanceNormalization"], report["unfused"]
+    assert report["metrics"]["onnx_parity_sqnr_db"] >= 35
+
+
+def test_weights_shared_by_two_convs_fold_once(tmp_path):
+    # torchao's conv-BN fold wrote the folded weight back where both calls read it, folding it twice
+    # (7 dB); the space-to-depth stem rewrite then named two initializers alike and the file was invalid
+    import numpy as np
+    import onnx
+    import torch
+
+    from tests.models import Siamese, randomize_bn
+
+    torch.manual_seed(0)
+    model = randomize_bn(Siamese())
+    ex = (torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
+    dyn = tuple({0: torch.export.Dim("batch", min=1, max=4096)} for _ in ex)
+    torch.export.save(torch.export.export(model, ex, dynamic_shapes=dyn), str(tmp_path / "siamese.pt2"))
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "calib.npz", **{k: rng.standard_normal((16, 3, 32, 32)).astype(np.float32) for k in "ab"}
+    )
+    report = quantize(tmp_path / "siamese.pt2", tmp_path / "out", calib=str(tmp_path / "calib.npz"))
+    m = report["metrics"]
+    assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
+    assert m["ort_op_counts"].get("QLinearConv") == 2 and m["ort_op_counts"].get("SpaceToDepth") == 2, m
+    graph = onnx.load(str(tmp_path / "out" / "model.int8.onnx")).graph
+    assert [i.dims for i in graph.initializer if len(i.dims) == 4] == [[16, 12, 2, 2]]  # stored once
 
 
 def test_torch_encoder_layer_runs_its_linears_in_int8(zoo_pt2, tmp_path):
@@ -178,6 +221,9 @@ def test_transformer_block_with_dynamic_preset(zoo_pt2, tmp_path):
 
 def test_run_directory_is_complete(zoo_pt2, tmp_path):
     report = quantize(zoo_pt2("residual_add"), tmp_path)
+    # 16 samples: the candidate ranges were judged on 8 the choice was not calibrated on
+    assert report["calibration"]["candidates"]["held_out"], report["calibration"]
+    assert report["calibration"]["candidates"]["samples"] == 8
     for name in report["artifacts"].values():
         assert (tmp_path / name).stat().st_size > 0, name
     assert not list(tmp_path.glob(".*.part*"))

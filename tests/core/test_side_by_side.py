@@ -26,6 +26,12 @@ CASES = {
     "convnext-ish": (3, 64, 64),  # depthwise 7x7, channels-last LayerNorm, GELU, layer scale
     "darknet-ish": (3, 96, 96),  # LeakyReLU
     "inception-ish": (3, 96, 96),  # parallel branches, avg-pool branch, concat
+    "conformer-conv": (40, 144),  # GLU, depthwise conv1d
+    "cbam-ish": (3, 64, 64),  # one MLP called twice, channel amax, pooled output
+    "mobilenetv1-dm2": (3, 64, 64),  # depthwise convs with two outputs per channel
+    "style-transfer": (3, 64, 64),  # instance norm then ReLU, reflect padding
+    "pool-zoo": (3, 64, 64),  # average pools, hard-tanh clamp, ceil-mode max pool
+    "text-cnn": (128, 50),  # max over time
 }
 
 
