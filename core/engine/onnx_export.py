@@ -94,11 +94,13 @@ def export_onnx(
     dynamic_batch: bool,
     input_names,
     space_to_depth_stems: bool = False,
+    integer_pads: bool = False,
 ) -> None:
     """torch.onnx dynamo export with a symbolic batch; prints of the exporter are kept off the console.
 
-    `space_to_depth_stems` rewrites stride-2 int8 convs over a few channels for ONNX Runtime's CPU
-    kernels (see onnx_passes); the results stay bit for bit the same.
+    `space_to_depth_stems` rewrites stride-2 int8 convs over a few channels and `integer_pads` pads
+    uint8 tensors directly, for ONNX Runtime's CPU kernels (see onnx_passes); the results stay bit for
+    bit the same.
     """
     from core.engine.capture import batch_dynamic_shapes
 
@@ -126,6 +128,8 @@ def export_onnx(
     onnx_passes.fold_scaling_muls(model)
     if space_to_depth_stems:
         onnx_passes.space_to_depth_stems(model)
+    if integer_pads:
+        onnx_passes.pads_on_integers(model)
     _strip_debug_metadata(model)
     model.producer_name = "qdq-studio"
     onnx.save_model(model, str(path))

@@ -253,6 +253,50 @@ def fold_scaling_muls(model: onnx.ModelProto) -> int:
     return count
 
 
+def pads_on_integers(model: onnx.ModelProto) -> int:
+    """DQ -> Pad -> Q with the same scale and zero point -> Pad on the uint8 tensor itself.
+
+    ONNX Runtime keeps a Pad between DQ and Q in float; a reflect-padded conv (style transfer, GAN
+    generators) then dequantizes, pads four times the bytes and quantizes again. Reflect, edge and wrap
+    padding copy values, and a constant pad of 0 is the zero point: exact.
+    """
+    g = model.graph
+    outputs = {o.name for o in g.output}
+    producer = {o: n for n in g.node for o in n.output}
+    count = 0
+    for pad in [n for n in g.node if n.op_type == "Pad"]:
+        dq = producer.get(pad.input[0])
+        readers = [n for n in g.node if pad.output[0] in n.input]
+        if dq is None or dq.op_type != "DequantizeLinear" or not readers or pad.output[0] in outputs:
+            continue
+        src = _per_tensor_qparams(model, dq)
+        if src is None or any(r.op_type != "QuantizeLinear" or r.output[0] in outputs for r in readers):
+            continue
+        dst = [_per_tensor_qparams(model, q) for q in readers]
+        if any(d is None or d[1] != src[1] or d[1].dtype != src[1].dtype or d[0] != src[0] for d in dst):
+            continue
+        if _attrs(pad).get("mode", b"constant") == b"constant":
+            value = _constant(model, pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1)
+            if value is None or value.reshape(-1)[0] != 0 or len(dq.input) < 3:
+                continue
+            while len(pad.input) < 3:
+                pad.input.append("")
+            pad.input[2] = dq.input[2]  # the real 0 is the zero point
+        pad.input[0] = dq.input[0]
+        for info in [v for v in g.value_info if v.name == pad.output[0]]:
+            g.value_info.remove(info)  # it said float
+        for q in readers:
+            for n in g.node:
+                for i, name in enumerate(n.input):
+                    if name == q.output[0]:
+                        n.input[i] = pad.output[0]
+            g.node.remove(q)
+        if not any(dq.output[0] in n.input for n in g.node) and dq.output[0] not in outputs:
+            g.node.remove(dq)
+        count += 1
+    return count
+
+
 def _drop_if_unused(model: onnx.ModelProto, nodes: list, initializer: onnx.TensorProto) -> None:
     g = model.graph
     for node in nodes:

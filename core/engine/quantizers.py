@@ -329,8 +329,10 @@ class OpQuantizer(Quantizer):
             if not _is_tensor(src):
                 continue
             if not _has_quantized_output(src):
-                if _is_relu_like(node) and not _only_feeds_output(node):
-                    # after a float op (a norm, say): quantized, the ReLU folds into its Q and vanishes
+                if _is_relu_like(node) and _feeds_quantized(node):
+                    # after a float op (a norm, say), before a quantized one (also through an upsample,
+                    # which then runs on uint8): the ReLU folds into the Q that op needs anyway and
+                    # vanishes. Not before a float op: a Pad would add a Q/DQ pair for nothing
                     node.meta[Q_KEY] = QuantizationAnnotation(output_qspec=self.act, _annotated=True)
                 elif t in OWN_RANGE_OPS and _observed_by_a_user(src) and not _only_feeds_output(node):
                     # a SiLU gate after a float op: the multiply quantizes x anyway, so the sigmoid
@@ -339,7 +341,7 @@ class OpQuantizer(Quantizer):
                 continue
             if t in SPLIT_OPS:
                 self._annotate_split(node, src)
-            elif t in PASS_THROUGH_OPS:
+            elif _passes_through(node):
                 self._annotate_unary(node, src, SharedQuantizationSpec((src, node)))
             elif (c := _scaling_factor(node)) is not None:
                 # same integers, scale times c: onnx_passes.fold_scaling_muls drops the multiply
@@ -406,7 +408,7 @@ def _non_negative(node: Node) -> bool:
             return True
         if t in CAT_OPS:
             return all(_non_negative(a) for a in node.args[0] if _is_tensor(a))
-        if not (t is operator.getitem or t in PASS_THROUGH_OPS | AVERAGING_OPS | SPLIT_OPS):
+        if not (t is operator.getitem or _passes_through(node) or t in AVERAGING_OPS | SPLIT_OPS):
             return False
         node = node.args[0]
     return False
@@ -417,14 +419,35 @@ def _has_quantized_output(node: Node) -> bool:
     return ann is not None and ann.output_qspec is not None
 
 
+PAD_OPS = {aten.pad.default, aten.constant_pad_nd.default}
+
+
+def _passes_through(node: Node) -> bool:
+    """Moves int8 values unchanged: a PASS_THROUGH_OPS op, or a pad that copies edges or adds zeros."""
+    if node.target in PASS_THROUGH_OPS:
+        return True
+    if node.target not in PAD_OPS:
+        return False
+    if node.target is aten.constant_pad_nd.default:
+        return (node.args[2] if len(node.args) > 2 else 0) == 0
+    mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+    value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value")
+    return mode in ("reflect", "replicate", "circular") or not value
+
+
 def _observed_by_a_user(node: Node) -> bool:
     return any(Q_KEY in u.meta and node in u.meta[Q_KEY].input_qspec_map for u in node.users)
+
+
+def _feeds_quantized(node: Node) -> bool:
+    """Some user quantizes this output, or passes it on (an upsample, a reshape) to one that does."""
+    return _observed_by_a_user(node) or any(_passes_through(u) and _feeds_quantized(u) for u in node.users)
 
 
 def _only_feeds_output(node: Node) -> bool:
     """A model output keeps float precision: quantizing it would only add a Q/DQ pair at the end (also
     seen through a flatten: a pooled embedding rounded to 8 bits lost 6 dB against a float mean)."""
-    return all(u.op == "output" or u.target in PASS_THROUGH_OPS and _only_feeds_output(u) for u in node.users)
+    return all(u.op == "output" or _passes_through(u) and _only_feeds_output(u) for u in node.users)
 
 
 def _inductor_quantizer(kind: str, opts: QuantizerOptions, modules: Callable[[], list[str]]):

@@ -131,3 +131,39 @@ def test_multiply_with_another_output_scale_is_kept():
     model = scaled_relabel(float(np.float32(6 / 255)) / 5)
     assert onnx_passes.fold_scaling_muls(model) == 0
     assert [n.op_type for n in model.graph.node].count("Mul") == 1
+
+
+def qdq_pad(mode: str, zero_point: int) -> onnx.ModelProto:
+    inits = [
+        numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+        numpy_helper.from_array(np.array(zero_point, np.uint8), "z"),
+        numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64), "pads"),
+    ]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xd"]),
+        helper.make_node("Pad", ["xd", "pads"], ["p"], mode=mode),
+        helper.make_node("QuantizeLinear", ["p", "s", "z"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "pad",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+        value_info=[helper.make_tensor_value_info("p", TensorProto.FLOAT, None)],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+
+
+@pytest.mark.parametrize(("mode", "zero_point"), [("reflect", 3), ("edge", 0), ("constant", 7)])
+def test_pad_between_dq_and_q_pads_the_integers(mode, zero_point):
+    # ONNX Runtime keeps DQ -> Pad -> Q in float; padding uint8 directly is exact (a constant 0 is the
+    # zero point), and only the final DQ is left
+    model = qdq_pad(mode, zero_point)
+    x = np.random.default_rng(0).integers(0, 256, (1, 4, 6, 6)).astype(np.uint8)
+    want, _ = run(model, x)
+    assert onnx_passes.pads_on_integers(model) == 1
+    got, ops = run(model, x)
+    assert np.array_equal(got, want)
+    assert [n.op_type for n in model.graph.node] == ["Pad", "DequantizeLinear"]
