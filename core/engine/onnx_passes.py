@@ -258,7 +258,7 @@ def pads_on_integers(model: onnx.ModelProto) -> int:
 
     ONNX Runtime keeps a Pad between DQ and Q in float; a reflect-padded conv (style transfer, GAN
     generators) then dequantizes, pads four times the bytes and quantizes again. Reflect, edge and wrap
-    padding copy values, and a constant pad of 0 is the zero point: exact.
+    padding copy values: exact. (The annotator shares scales through no other pad.)
     """
     g = model.graph
     outputs = {o.name for o in g.output}
@@ -276,12 +276,7 @@ def pads_on_integers(model: onnx.ModelProto) -> int:
         if any(d is None or d[1] != src[1] or d[1].dtype != src[1].dtype or d[0] != src[0] for d in dst):
             continue
         if _attrs(pad).get("mode", b"constant") == b"constant":
-            value = _constant(model, pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1)
-            if value is None or value.reshape(-1)[0] != 0 or len(dq.input) < 3:
-                continue
-            while len(pad.input) < 3:
-                pad.input.append("")
-            pad.input[2] = dq.input[2]  # the real 0 is the zero point
+            continue
         pad.input[0] = dq.input[0]
         for info in [v for v in g.value_info if v.name == pad.output[0]]:
             g.value_info.remove(info)  # it said float
