@@ -30,6 +30,7 @@ def _times(value) -> str:
 METRICS: dict[str, tuple[str, Callable]] = {
     "output_sqnr_db": ("Output error vs float (SQNR, higher is better)", fmt.decibels),
     "onnx_parity_sqnr_db": ("ONNX file matches the int8 model (SQNR)", fmt.decibels),
+    "onnx_output_sqnr_db": ("ONNX file's error vs float (SQNR, higher is better)", fmt.decibels),
     "accuracy_float": ("Accuracy, float", fmt.percent),
     "accuracy_int8": ("Accuracy, int8", fmt.percent),
     "top1_agreement": ("Same top prediction as float", fmt.percent),
