@@ -85,6 +85,10 @@ class Stages:
             self.timings[f"{self._current}_s"] = round(now - self._t, 3)
         self._t = now
 
+    def record(self, name: str, seconds: float) -> None:
+        """A part of the current stage timed on its own (it is also in that stage's total)."""
+        self.timings[f"{name}_s"] = round(seconds, 3)
+
     def finish(self) -> dict[str, float]:
         self._close()
         self._current = None
@@ -227,7 +231,9 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
             mid = len(calib) // 2
             n = min(ANALYSIS_SAMPLES, mid)
             half = (cal.half, calib.take(n), calib.part(mid, mid + n).inputs)
+        t_choice = time.monotonic()
         prepared, converted, choice = candidates.choose(prepared, float_model, sample, cap.fixed_batch, half)
+        stages.record("candidates", time.monotonic() - t_choice)
         p.log(choice.describe())
     float_ref = copy.deepcopy(prepared)
     if opts.qat_epochs:
