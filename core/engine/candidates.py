@@ -56,8 +56,13 @@ class Choice:
         s = self.output_sqnr_db
         others = ", ".join(f"{words(k)} {v:.1f} dB" for k, v in s.items() if k != self.chosen)
         return (
-            f"compared {len(s)} ways to quantize on {self.samples} "
-            f"{'held-out ' if self.held_out else ''}calibration samples: kept "
+            f"compared {len(s)} ways to quantize "
+            + (
+                f"(calibrated on half the samples, scored on {self.samples} of the other half)"
+                if self.held_out
+                else f"on {self.samples} calibration samples"
+            )
+            + ": kept "
             f"{words(self.chosen)} ({s[self.chosen]:.1f} dB output SQNR; {others})"
         )
 

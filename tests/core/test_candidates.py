@@ -141,7 +141,7 @@ def test_choice_on_held_out_samples_is_applied_to_the_fully_calibrated_model():
     chosen, converted, choice = candidates.choose(
         full, float_model, (x[:16],), half=(half, (x[:8],), (x[16:24],))
     )
-    assert choice.held_out and choice.samples == 8 and "8 held-out calibration samples" in choice.describe()
+    assert choice.held_out and choice.samples == 8 and "scored on 8 of the other half" in choice.describe()
     _check_rule(choice)
     if not choice.bias_corrected:
         expected = full if choice.ranges == "histogram" else candidates.minmax_variant(full)
