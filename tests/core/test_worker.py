@@ -155,10 +155,17 @@ def test_ctrl_c_on_the_cli_exits_130_quickly(tmp_path, db, slow_calibration):
     model, calib = slow_calibration
     cmd = [PYTHON, "-m", "core.cli", "quantize", model, "--out", str(tmp_path / "run"), "--db", db]
     cmd += ["--calib", calib, "--samples", "256", "--batch-size", "1", "--json-progress"]
-    # stderr to a file and stdout drained after the signal: a pipe nobody reads can fill and block the
-    # child's last writes, which looked like a hang once in a full-suite run
+    # As from a terminal: a suite started in the background (`make test &`) has SIGINT ignored, children
+    # inherit that, and Python then never raises KeyboardInterrupt (the run went on to the end)
     with open(tmp_path / "stderr.txt", "w") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=python_env())
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=python_env(),
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         for line in proc.stdout:
             if "calibrated" in line:
                 break
