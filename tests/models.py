@@ -371,21 +371,15 @@ class MaxOverTime(nn.Module):
         return self.fc(torch.cat([torch.relu(c(x)).amax(-1) for c in self.convs], 1))
 
 
-class ChannelMultiplier(nn.Module):
+def ChannelMultiplier() -> nn.Module:
     """A depthwise conv with two outputs per input channel (Keras' depth_multiplier=2)."""
-
-    def __init__(self):
-        super().__init__()
-        self.f = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1, groups=16),
-            nn.ReLU(),
-            nn.Conv2d(32, 8, 1),
-        )
-
-    def forward(self, x):
-        return self.f(x)
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1, groups=16),
+        nn.ReLU(),
+        nn.Conv2d(32, 8, 1),
+    )
 
 
 class AvgPools(nn.Module):

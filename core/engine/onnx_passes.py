@@ -240,15 +240,8 @@ def fold_scaling_muls(model: onnx.ModelProto) -> int:
             for d in dst
         ):
             continue
-        for q in readers:
-            for n in g.node:
-                for i, name in enumerate(n.input):
-                    if name == q.output[0]:
-                        n.input[i] = dq.input[0]
-            g.node.remove(q)
         g.node.remove(mul)
-        if not any(dq.output[0] in n.input for n in g.node) and dq.output[0] not in outputs:
-            g.node.remove(dq)
+        _skip_quantizes(g, readers, dq.input[0], dq, outputs)
         count += 1
     return count
 
@@ -280,16 +273,24 @@ def pads_on_integers(model: onnx.ModelProto) -> int:
         pad.input[0] = dq.input[0]
         for info in [v for v in g.value_info if v.name == pad.output[0]]:
             g.value_info.remove(info)  # it said float
-        for q in readers:
-            for n in g.node:
-                for i, name in enumerate(n.input):
-                    if name == q.output[0]:
-                        n.input[i] = pad.output[0]
-            g.node.remove(q)
-        if not any(dq.output[0] in n.input for n in g.node) and dq.output[0] not in outputs:
-            g.node.remove(dq)
+        _skip_quantizes(g, readers, pad.output[0], dq, outputs)
         count += 1
     return count
+
+
+def _skip_quantizes(
+    g: onnx.GraphProto, quantizes: list, integers: str, dq: onnx.NodeProto, outputs: set
+) -> None:
+    """Readers of each Q take `integers` instead (the same values), the Qs go, and so does the DQ when
+    nothing reads it any more."""
+    for q in quantizes:
+        for n in g.node:
+            for i, name in enumerate(n.input):
+                if name == q.output[0]:
+                    n.input[i] = integers
+        g.node.remove(q)
+    if not any(dq.output[0] in n.input for n in g.node) and dq.output[0] not in outputs:
+        g.node.remove(dq)
 
 
 def _drop_if_unused(model: onnx.ModelProto, nodes: list, initializer: onnx.TensorProto) -> None:
