@@ -347,16 +347,19 @@ class TorchEncoderLayer(nn.Module):
 
 
 class NormRelu(nn.Module):
-    """Style-transfer shape: instance norm then ReLU (a float op, then an activation ONNX Runtime folds)."""
+    """Style-transfer shape: instance norm then ReLU and a reflect-padded conv; instance norm then SiLU."""
 
     def __init__(self):
         super().__init__()
         self.c1 = nn.Conv2d(3, 8, 3, padding=1)
         self.norm = nn.InstanceNorm2d(8, affine=True)
-        self.c2 = nn.Conv2d(8, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect")
+        self.norm2 = nn.InstanceNorm2d(8, affine=True)
+        self.c3 = nn.Conv2d(8, 4, 1)
 
     def forward(self, x):
-        return self.c2(torch.relu(self.norm(self.c1(x))))
+        x = self.c2(torch.relu(self.norm(self.c1(x))))
+        return self.c3(F.silu(self.norm2(x)))
 
 
 class MaxOverTime(nn.Module):

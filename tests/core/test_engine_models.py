@@ -118,13 +118,15 @@ def test_single_slope_prelu_runs_as_int8_leaky_relu(zoo_pt2, tmp_path):
     assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
 
 
-def test_relu_after_a_float_norm_folds_into_its_quantize(zoo_pt2, tmp_path):
+def test_activations_after_a_float_norm_run_in_int8(zoo_pt2, tmp_path):
     # instance norm has no integer kernel; the ReLU after it gets its own range and vanishes into the
-    # Q that feeds the next conv, as in onnxruntime's own quantizer
+    # Q that feeds the next conv (through its reflect pad, which pads uint8), as in onnxruntime's own
+    # quantizer; a SiLU after the other norm runs as QLinearSigmoid + QLinearMul
     report = quantize(zoo_pt2("norm_relu"), tmp_path)
     counts = report["metrics"]["ort_op_counts"]
-    assert counts.get("QLinearConv") == 2 and counts.get("Relu", 0) == 0, counts
-    assert [u["op"] for u in report["unfused"]] == ["InstanceNormalization"], report["unfused"]
+    assert counts.get("QLinearConv") == 3 and counts.get("Relu", 0) == 0, counts
+    assert counts.get("QLinearSigmoid") == 1 and counts.get("QLinearMul") == 1, counts
+    assert [u["op"] for u in report["unfused"]] == ["InstanceNormalization"] * 2, report["unfused"]
     assert report["metrics"]["onnx_parity_sqnr_db"] >= 35
 
 
