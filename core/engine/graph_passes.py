@@ -364,8 +364,7 @@ def _pool_window(node: Node) -> tuple[list[int], list[int], list[int]] | None:
     ceil_mode, count_pad, divisor = args[4] or False, args[5] is not False, args[6]
     if ceil_mode or divisor is not None or not count_pad and any(padding):
         return None
-    fit = lambda v: v * spatial if len(v) == 1 else v  # noqa: E731
-    return fit(kernel), fit(stride), fit(padding)
+    return tuple(v * spatial if len(v) == 1 else v for v in (kernel, stride, padding))
 
 
 def _avg_pool_as_conv(gm: GraphModule, node: Node, window) -> Node:

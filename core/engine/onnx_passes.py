@@ -258,6 +258,8 @@ def pads_on_integers(model: onnx.ModelProto) -> int:
     producer = {o: n for n in g.node for o in n.output}
     count = 0
     for pad in [n for n in g.node if n.op_type == "Pad"]:
+        if _attrs(pad).get("mode", b"constant") == b"constant":
+            continue
         dq = producer.get(pad.input[0])
         readers = [n for n in g.node if pad.output[0] in n.input]
         if dq is None or dq.op_type != "DequantizeLinear" or not readers or pad.output[0] in outputs:
@@ -267,8 +269,6 @@ def pads_on_integers(model: onnx.ModelProto) -> int:
             continue
         dst = [_per_tensor_qparams(model, q) for q in readers]
         if any(d is None or d[1] != src[1] or d[1].dtype != src[1].dtype or d[0] != src[0] for d in dst):
-            continue
-        if _attrs(pad).get("mode", b"constant") == b"constant":
             continue
         pad.input[0] = dq.input[0]
         for info in [v for v in g.value_info if v.name == pad.output[0]]:

@@ -175,9 +175,14 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
                     prepared, float_model, calib, labelled, opts.qat_epochs, batch_size, device, p
                 )
                 move_exported_model_to_eval(prepared)
-            elif opts.observer is None and not cap.fixed_batch and len(calib) >= MIN_HELD_OUT * 2:
+            elif (
+                opts.observer is None
+                and not cap.fixed_batch
+                and len(calib) >= MIN_HELD_OUT * 2
+                and candidates.has_histograms(prepared)
+            ):
                 # candidates are judged on samples they were not calibrated on: snapshot halfway
-                mid = len(calib) // 2
+                mid = _halfway(calib)
                 _calibrate(prepared, calib, batch_size, device, p, stop=mid)
                 half = copy.deepcopy(prepared).to("cpu")
                 _calibrate(prepared, calib, batch_size, device, p, start=mid)
@@ -228,7 +233,7 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
     if opts.observer is None and candidates.has_histograms(prepared):
         half = None
         if cal.half is not None:
-            mid = len(calib) // 2
+            mid = _halfway(calib)
             n = min(ANALYSIS_SAMPLES, mid)
             half = (cal.half, calib.take(n), calib.part(mid, mid + n).inputs)
         t_choice = time.monotonic()
@@ -360,6 +365,11 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
     write_atomic(out / "report.json", json.dumps(report, indent=1, default=_json_default))
     progress(1.0, "done")
     return report
+
+
+def _halfway(calib) -> int:
+    """Where calibration is snapshotted for the candidates; the rest of the samples judge them."""
+    return len(calib) // 2
 
 
 def _calibrate(

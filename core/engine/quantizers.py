@@ -426,8 +426,10 @@ def _passes_through(node: Node) -> bool:
     model lost 2 dB against keeping the pad in float)."""
     if node.target in PASS_THROUGH_OPS:
         return True
+    if node.target is not aten.pad.default:
+        return False
     mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
-    return node.target is aten.pad.default and mode in ("reflect", "replicate", "circular")
+    return mode in ("reflect", "replicate", "circular")
 
 
 def _observed_by_a_user(node: Node) -> bool:
