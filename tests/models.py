@@ -419,6 +419,48 @@ class Siamese(nn.Module):
         return self.fc(torch.cat([(fa - fb).abs(), fa * fb], 1))
 
 
+class PreAct(nn.Module):
+    """A pre-activation (ResNet v2) block: BN and ReLU before each conv; the shortcut reads the stem's
+    output before the BN that follows it."""
+
+    def __init__(self, c=16):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, 1, 1, bias=False)
+        self.bn1, self.conv1 = nn.BatchNorm2d(c), nn.Conv2d(c, c, 3, 1, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(c), nn.Conv2d(c, c, 3, 1, 1, bias=False)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.conv1(F.relu(self.bn1(x)))
+        return self.conv2(F.relu(self.bn2(y))) + x
+
+
+class CausalConv(nn.Module):
+    """WaveNet/TCN-style causal conv1d: each conv reads its input zero-padded on the left only."""
+
+    def __init__(self, c=16):
+        super().__init__()
+        self.inp = nn.Conv1d(8, c, 1)
+        self.convs = nn.ModuleList(nn.Conv1d(c, c, 2, dilation=d) for d in (1, 2))
+
+    def forward(self, x):
+        x = F.relu(self.inp(x))
+        for conv in self.convs:
+            x = x + F.relu(conv(F.pad(x, (conv.dilation[0], 0))))
+        return x
+
+
+class ShiftedWindows(nn.Module):
+    """Swin's cyclic shift: torch.roll over both spatial axes between two convs."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        return self.b(torch.roll(F.relu(self.a(x)), (-2, 2), (2, 3)))
+
+
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give BatchNorms non-trivial statistics so folding them is really exercised."""
     g = torch.Generator().manual_seed(seed)
@@ -456,6 +498,9 @@ ZOO = {
     "max_over_time": (MaxOverTime, (16, 24)),
     "channel_multiplier": (ChannelMultiplier, (3, 16, 16)),
     "avg_pools": (AvgPools, (3, 16, 16)),
+    "preact": (PreAct, (3, 16, 16)),
+    "causal_conv": (CausalConv, (8, 32)),
+    "shifted_windows": (ShiftedWindows, (3, 16, 16)),
 }
 
 

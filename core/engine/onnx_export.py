@@ -98,9 +98,9 @@ def export_onnx(
 ) -> None:
     """torch.onnx dynamo export with a symbolic batch; prints of the exporter are kept off the console.
 
-    `space_to_depth_stems` rewrites stride-2 int8 convs over a few channels and `integer_pads` pads
-    uint8 tensors directly, for ONNX Runtime's CPU kernels (see onnx_passes); the results stay bit for
-    bit the same.
+    `space_to_depth_stems` rewrites stride-2 int8 convs over a few channels; `integer_pads` pads uint8
+    tensors directly or folds zero pads into the convs that read them. Both for ONNX Runtime's CPU
+    kernels (see onnx_passes); the results stay bit for bit the same.
     """
     from core.engine.capture import batch_dynamic_shapes
 
@@ -130,6 +130,7 @@ def export_onnx(
         onnx_passes.space_to_depth_stems(model)
     if integer_pads:
         onnx_passes.pads_on_integers(model)
+        onnx_passes.pads_into_convs(model)
     _strip_debug_metadata(model)
     model.producer_name = "qdq-studio"
     onnx.save_model(model, str(path))

@@ -33,7 +33,13 @@ from core.engine import (
 from core.engine.capture import Captured, batch_dynamic_shapes, capture
 from core.engine.devices import exact_float32, resolve_device
 from core.engine.loading import LoadedModel, load_model
-from core.engine.quantizers import SCHEMES, QuantizerOptions, build_quantizer, matches_keep_float
+from core.engine.quantizers import (
+    SCHEMES,
+    QuantizerOptions,
+    build_quantizer,
+    matches_keep_float,
+    zero_pads_keep_input_range,
+)
 from core.errors import UserError
 from core.fsutil import remove_partials, save_atomic, write_atomic
 from core.graphdoc import dump_graphs
@@ -188,6 +194,10 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
                 _calibrate(prepared, calib, batch_size, device, p, start=mid)
             else:
                 _calibrate(prepared, calib, batch_size, device, p)
+        if opts.preset in SCHEMES:
+            for model in (prepared, half):
+                if model is not None:
+                    zero_pads_keep_input_range(model)
     finally:
         prepared.to("cpu")
         float_model.to("cpu")

@@ -8,7 +8,8 @@ conv1d (TCN), GRU, token-mixing MLPs, grouped bottlenecks (ResNeXt), pre-activat
 pooled branch (ASPP), LSTM, Conv3d, split-chain-concat blocks with chained max-pools and a sigmoid
 detection head (YOLO), GLU (Conformer), a module called twice and a channel max (CBAM), depthwise convs
 with a channel multiplier (MobileNet-V1), instance norm then ReLU (style transfer), average pools and
-clamps, max over time (text CNN).
+clamps, max over time (text CNN), pre-activation blocks whose shortcut reads a conv before its BN
+(ResNet v2), causal zero-padded conv1d (WaveNet), shifted windows (Swin).
 """
 
 from __future__ import annotations
@@ -627,6 +628,86 @@ class TextCNN(nn.Module):
         return self.fc(torch.cat([F.relu(c(x)).amax(-1) for c in self.convs], 1))
 
 
+class PreActBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.short = nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout else None
+
+    def forward(self, x):
+        y = F.relu(self.bn1(x))
+        short = self.short(y) if self.short is not None else x
+        return self.conv2(F.relu(self.bn2(self.conv1(y)))) + short
+
+
+class PreActResNet(nn.Module):
+    """ResNet v2: BN and ReLU before each conv; the first shortcut reads the stem before its BN."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 32, 3, 1, 1, bias=False)
+        self.blocks = nn.Sequential(PreActBlock(32, 32, 1), PreActBlock(32, 64, 2), PreActBlock(64, 128, 2))
+        self.bn, self.fc = nn.BatchNorm2d(128), nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.bn(self.blocks(self.stem(x)))).mean((2, 3)))
+
+
+class WaveNet(nn.Module):
+    """Gated causal conv1d stack: left-only zero pads, dilations 1..32, tanh x sigmoid, skip sums."""
+
+    def __init__(self, c=32, layers=6):
+        super().__init__()
+        self.inp = nn.Conv1d(1, c, 1)
+        self.filters = nn.ModuleList(nn.Conv1d(c, c, 2, dilation=2**i) for i in range(layers))
+        self.gates = nn.ModuleList(nn.Conv1d(c, c, 2, dilation=2**i) for i in range(layers))
+        self.res = nn.ModuleList(nn.Conv1d(c, c, 1) for _ in range(layers))
+        self.skip = nn.ModuleList(nn.Conv1d(c, c, 1) for _ in range(layers))
+        self.out = nn.Sequential(nn.ReLU(), nn.Conv1d(c, c, 1), nn.ReLU(), nn.Conv1d(c, 16, 1))
+
+    def forward(self, x):
+        x, skip = self.inp(x), 0
+        for f, g, r, s in zip(self.filters, self.gates, self.res, self.skip):
+            padded = F.pad(x, (f.dilation[0], 0))
+            z = torch.tanh(f(padded)) * torch.sigmoid(g(padded))
+            skip, x = skip + s(z), x + r(z)
+        return self.out(skip)
+
+
+class SwinBlock(nn.Module):
+    """A Swin block on [B, H, W, C]: shifted 4x4 windows (torch.roll), attention with a learned bias."""
+
+    def __init__(self, d=64, window=4, heads=4):
+        super().__init__()
+        self.window, self.heads = window, heads
+        self.norm1, self.qkv, self.proj = nn.LayerNorm(d), nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.bias = nn.Parameter(torch.randn(heads, window**2, window**2) * 0.1)
+        self.norm2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+
+    def forward(self, x):
+        b, h, w, c = x.shape
+        k, shift = self.window, self.window // 2
+        y = torch.roll(self.norm1(x), (-shift, -shift), (1, 2))
+        y = y.reshape(b, h // k, k, w // k, k, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, k * k, c)
+        q, key, v = self.qkv(y).reshape(-1, k * k, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        att = (q @ key.transpose(-2, -1)) * (c // self.heads) ** -0.5 + self.bias
+        y = (att.softmax(-1) @ v).transpose(1, 2).reshape(-1, k * k, c)
+        y = self.proj(y).reshape(b, h // k, w // k, k, k, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+        x = x + torch.roll(y, (shift, shift), (1, 2))
+        return x + self.mlp(self.norm2(x))
+
+
+class Swinish(nn.Module):
+    def __init__(self, d=64):
+        super().__init__()
+        self.embed, self.block, self.head = nn.Conv2d(3, d, 4, 4), SwinBlock(d), nn.Linear(d, 10)
+
+    def forward(self, x):
+        return self.head(self.block(self.embed(x).permute(0, 2, 3, 1)).mean((1, 2)))
+
+
 # name -> (constructor, input shape without batch, timing batch, calibration samples)
 CASES = {
     "squeezenet": (SqueezeNet, (3, 224, 224), 1, 32),
@@ -656,4 +737,7 @@ CASES = {
     "style-transfer": (StyleNet, (3, 256, 256), 1, 8),
     "pool-zoo": (PoolZoo, (3, 224, 224), 1, 16),
     "text-cnn": (TextCNN, (128, 200), 16, 64),
+    "preact-resnet": (PreActResNet, (3, 64, 64), 1, 16),
+    "wavenet": (WaveNet, (1, 2000), 1, 16),
+    "swin-ish": (Swinish, (3, 64, 64), 1, 16),
 }

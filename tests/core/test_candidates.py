@@ -110,7 +110,9 @@ def _mean_channel_error(prepared, converted, x, name) -> torch.Tensor:
 
 
 def test_bias_correction_removes_the_mean_output_error():
-    x = torch.randn(32, 8, 16, 16)
+    # inputs off zero: each conv channel's weight rounding error, times their mean, shifts every
+    # sample's output alike (a systematic error, which the correction keeps whole)
+    x = torch.randn(32, 8, 16, 16) + 2
     _, prepared = _prepared("minmax", x)
     converted = convert_pt2e(copy.deepcopy(prepared), fold_quantize=True)
     fixed = candidates.bias_corrected(prepared, converted, (x,), chunk=4)
@@ -129,6 +131,27 @@ def test_bias_correction_removes_the_mean_output_error():
     kept = candidates.bias_tensor(prepared, node).clone()
     candidates.bias_corrected(prepared, converted, (x,), chunk=4)
     assert torch.equal(candidates.bias_tensor(prepared, node), kept)
+
+
+def test_bias_correction_shrinks_what_the_samples_do_not_pin_down():
+    # per-sample mean errors of three channels over four samples: always 1 (no spread: kept whole),
+    # +-1 (mean 0, se^2 1/3), and 2, 0, 2, 0 (mean 1, se^2 1/3); the means spread by tau^2 = 2/3 - 2/9
+    values = torch.tensor(
+        [[1.0, 1.0, 2.0], [1.0, -1.0, 0.0], [1.0, 1.0, 2.0], [1.0, -1.0, 0.0]], dtype=torch.float64
+    )
+    got = candidates.shrunk_mean(values.sum(0), (values**2).sum(0), 4)
+    tau2 = 4 / 9
+    assert torch.allclose(got, torch.tensor([1.0, 0.0, tau2 / (tau2 + 1 / 3)], dtype=torch.float64)), got
+    # means no wider spread than their own noise: nothing is corrected
+    noise = torch.tensor([[1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64) + 0.1
+    assert not candidates.shrunk_mean(noise.sum(0), (noise**2).sum(0), 4).any()
+
+
+def test_a_correction_must_win_sample_by_sample():
+    plain = torch.tensor([4.0, 4.0, 4.0, 4.0, 4.0, 4.0])
+    assert candidates._clearly_better(plain - torch.tensor([1.0, 1.2, 0.9, 1.1, 1.0, 0.8]), plain)
+    # the same total gain from two samples out of six: the other four got worse
+    assert not candidates._clearly_better(plain - torch.tensor([4.0, 3.0, -0.5, -0.5, 0.0, 0.0]), plain)
 
 
 def test_choice_on_held_out_samples_is_applied_to_the_fully_calibrated_model():

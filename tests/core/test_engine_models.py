@@ -55,6 +55,12 @@ def quantized_ops(out) -> list[str]:
         # both average pools run as depthwise convs with 1/k weights (QLinearAveragePool is slow); the
         # clamp folds into its conv's Q, alpha=2 relabels a scale and the add is a QLinearAdd
         ("avg_pools", {"QLinearConv": 4, "QLinearAdd": 1, "QGemm": 1, "QLinearAveragePool": 0}),
+        # the stem's BN is not folded (the shortcut reads the stem): it runs as a depthwise conv
+        ("preact", {"QLinearConv": 4, "QLinearAdd": 1}),
+        # each left-only zero pad keeps its input's range and becomes the padding of the conv reading it
+        ("causal_conv", {"QLinearConv": 3, "QLinearAdd": 2, "Pad": 0}),
+        # a roll over two axes: a Split on uint8 and a QLinearConcat per axis, nothing left in float
+        ("shifted_windows", {"QLinearConv": 2, "QLinearConcat": 2, "Split": 2}),
     ],
 )
 def test_default_preset_fuses_every_compute_op(zoo_pt2, tmp_path, name, fused):

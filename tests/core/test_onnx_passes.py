@@ -133,15 +133,19 @@ def test_multiply_with_another_output_scale_is_kept():
     assert [n.op_type for n in model.graph.node].count("Mul") == 1
 
 
-def qdq_pad(mode: str, zero_point: int) -> onnx.ModelProto:
+def qdq_pad(mode: str, zero_point: int, value: float | None = None) -> onnx.ModelProto:
     inits = [
         numpy_helper.from_array(np.array(0.05, np.float32), "s"),
         numpy_helper.from_array(np.array(zero_point, np.uint8), "z"),
         numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64), "pads"),
     ]
+    pad_inputs = ["xd", "pads"]
+    if value is not None:
+        inits.append(numpy_helper.from_array(np.array(value, np.float32), "fill"))
+        pad_inputs.append("fill")
     nodes = [
         helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xd"]),
-        helper.make_node("Pad", ["xd", "pads"], ["p"], mode=mode),
+        helper.make_node("Pad", pad_inputs, ["p"], mode=mode),
         helper.make_node("QuantizeLinear", ["p", "s", "z"], ["q"]),
         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
     ]
@@ -157,14 +161,64 @@ def qdq_pad(mode: str, zero_point: int) -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize(
-    ("mode", "zero_point", "rewritten"), [("reflect", 3, True), ("edge", 0, True), ("constant", 7, False)]
+    ("mode", "zero_point", "value", "rewritten"),
+    [
+        ("reflect", 3, None, True),
+        ("edge", 0, None, True),
+        ("constant", 7, None, True),  # zeros: the uint8 pad writes the zero point
+        ("constant", 7, 0.0, True),
+        ("constant", 7, 0.5, False),
+    ],
 )
-def test_pad_that_copies_values_pads_the_integers(mode, zero_point, rewritten):
+def test_pad_that_copies_values_pads_the_integers(mode, zero_point, value, rewritten):
     # ONNX Runtime keeps DQ -> Pad -> Q in float; padding uint8 directly copies the same integers
-    model = qdq_pad(mode, zero_point)
+    model = qdq_pad(mode, zero_point, value)
     x = np.random.default_rng(0).integers(0, 256, (1, 4, 6, 6)).astype(np.uint8)
     want, _ = run(model, x)
     assert onnx_passes.pads_on_integers(model) == int(rewritten)
     got, ops = run(model, x)
     assert np.array_equal(got, want)
     assert len(ops) == (2 if rewritten else 4) and ops[0] == ("Pad" if rewritten else "DequantizeLinear")
+
+
+def padded_conv(value: float | None) -> onnx.ModelProto:
+    """qdq_conv with a zero Pad in its input's range (two rows on top, one column on the right, as a
+    causal or TF-style 'same' padding writes) between the input and the conv."""
+    model = qdq_conv(4, 12, 3, 1, stride=1)
+    g = model.graph
+    g.initializer.append(numpy_helper.from_array(np.array([0, 0, 2, 0, 0, 0, 0, 1], np.int64), "pads"))
+    pad_inputs = ["xdq", "pads"]
+    if value is not None:
+        g.initializer.append(numpy_helper.from_array(np.array(value, np.float32), "fill"))
+        pad_inputs.append("fill")
+    conv = next(n for n in g.node if n.op_type == "Conv")
+    conv.input[0] = "pdq"
+    at = list(g.node).index(conv)
+    for node in reversed(
+        [
+            helper.make_node("Pad", pad_inputs, ["p"]),
+            helper.make_node("QuantizeLinear", ["p", "x_scale", "x_zp"], ["pq"]),
+            helper.make_node("DequantizeLinear", ["pq", "x_scale", "x_zp"], ["pdq"]),
+        ]
+    ):
+        g.node.insert(at, node)
+    del g.value_info[:]
+    g.output[0].CopyFrom(helper.make_tensor_value_info("out", TensorProto.FLOAT, None))
+    return onnx.shape_inference.infer_shapes(model)
+
+
+@pytest.mark.parametrize(("value", "folded"), [(None, True), (0.0, True), (0.5, False)])
+def test_zero_pad_read_by_a_conv_becomes_its_padding(value, folded):
+    # between Q and DQ the runtime cannot fold a Pad into the Conv and copies the tensor (WaveNet)
+    model = padded_conv(value)
+    x = np.random.default_rng(0).standard_normal((2, 4, 12, 12)).astype(np.float32)
+    want, _ = run(model, x)
+    onnx_passes.pads_on_integers(model)
+    assert onnx_passes.pads_into_convs(model) == int(folded)
+    got, ops = run(model, x)
+    assert np.array_equal(got, want)
+    assert ("Pad" in ops) != folded
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    pads = next(helper.get_attribute_value(a) for a in conv.attribute if a.name == "pads")
+    assert pads == ([3, 1, 1, 2] if folded else [1, 1, 1, 1])
+    onnx.checker.check_model(model, full_check=True)

@@ -32,6 +32,8 @@ CASES = {
     "style-transfer": (3, 64, 64),  # instance norm then ReLU, reflect padding
     "pool-zoo": (3, 64, 64),  # average pools, hard-tanh clamp, ceil-mode max pool
     "text-cnn": (128, 50),  # max over time
+    "preact-resnet": (3, 32, 32),  # a shortcut reading a conv output that a BN also reads
+    "wavenet": (1, 400),  # causal (left-only) zero pads before dilated conv1d
 }
 
 
