@@ -461,6 +461,46 @@ class ShiftedWindows(nn.Module):
         return self.b(torch.roll(F.relu(self.a(x)), (-2, 2), (2, 3)))
 
 
+class ReluAfterConcat(nn.Module):
+    """ShuffleNet v1's unit end: a pooled shortcut and a conv branch concatenated, then one ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.branch = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.fc(F.relu(torch.cat([F.avg_pool2d(x, 3, 1, 1), self.branch(x)], 1)).mean((2, 3)))
+
+
+class WeightedFusion(nn.Module):
+    """EfficientDet's fast normalised fusion: two branches weighted by relu(w) / (sum + eps)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 8, 3, padding=1)
+        self.w = nn.Parameter(torch.tensor([0.7, 1.3]))
+        self.out = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        w = F.relu(self.w)
+        return self.out((w[0] * self.a(x) + w[1] * self.b(x)) / (w.sum() + 1e-4))
+
+
+class InputNorm(nn.Module):
+    """A BatchNorm (without affine) on the model input itself, then a conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(3, affine=False)
+        self.conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+
+    def forward(self, x):
+        return self.conv(self.norm(x))
+
+
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give BatchNorms non-trivial statistics so folding them is really exercised."""
     g = torch.Generator().manual_seed(seed)
@@ -469,8 +509,9 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
             n = m.num_features
             m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
             m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
-            m.weight.data.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+            if m.affine:
+                m.weight.data.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
+                m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
     return model.eval()
 
 
@@ -501,6 +542,9 @@ ZOO = {
     "preact": (PreAct, (3, 16, 16)),
     "causal_conv": (CausalConv, (8, 32)),
     "shifted_windows": (ShiftedWindows, (3, 16, 16)),
+    "relu_after_concat": (ReluAfterConcat, (3, 16, 16)),
+    "weighted_fusion": (WeightedFusion, (3, 16, 16)),
+    "input_norm": (InputNorm, (3, 16, 16)),
 }
 
 

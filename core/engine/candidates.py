@@ -215,7 +215,11 @@ def choose(
     converted, scores = {}, {}
     for name, model in candidates.items():
         score(name, model)
-    ranges = max(scores, key=lambda k: (scores[k], k == "histogram"))
+    # histogram ranges fit the samples they saw; min/max ranges, which onnxruntime's quantizer uses,
+    # unless the held-out samples clearly say otherwise (a dilated depthwise net: histogram +0.16 dB
+    # on 8 of them, -0.8 dB on 64 new inputs)
+    clear = scores["histogram"] > scores["minmax"] and _clearly_better(errors["histogram"], errors["minmax"])
+    ranges = "histogram" if clear else "minmax"
     corrected = False
     fixed = bias_corrected(candidates[ranges], converted[ranges], fit, bc_chunk)
     if fixed is not None:

@@ -1,7 +1,8 @@
 """Graph rewrites before annotation.
 
 Conv-BN pairs are folded up front (also for QAT, where BN statistics stay frozen anyway). A BatchNorm
-that follows no conv (after a ReLU, say) becomes an exact depthwise 1x1 convolution: runtimes fuse that
+that follows no conv (after a ReLU, say; not one on the model input) becomes an exact depthwise 1x1
+convolution: runtimes fuse that
 into an integer kernel, while a lone BatchNormalization stays float between Q and DQ. With no
 batch-norm left, convert_pt2e also skips its slow conv-BN pattern search.
 """
@@ -17,6 +18,7 @@ import torch
 from torch.fx import GraphModule, Node
 from torch.fx.node import map_arg
 from torch.utils._pytree import tree_leaves
+from torchao.quantization.pt2e.constant_fold import constant_fold
 from torchao.quantization.pt2e.utils import _is_conv_or_conv_transpose_node, fold_bn_weights_into_conv_node
 
 aten = torch.ops.aten
@@ -70,8 +72,8 @@ def bn_to_depthwise_conv(gm: GraphModule) -> int:
             continue
         x = node.args[0]
         val = x.meta.get("val") if isinstance(x, Node) else None
-        if not isinstance(val, torch.Tensor) or val.dim() not in CONV_BY_RANK:
-            continue
+        if not isinstance(val, torch.Tensor) or val.dim() not in CONV_BY_RANK or x.op == "placeholder":
+            continue  # a BN on the model's input stays float: an int8 1x1 conv over 3 channels is slow
         params = _bn_args(gm, node)
         if params is None:
             continue
@@ -413,11 +415,24 @@ def _roll(gm: GraphModule, node: Node) -> Node | None:
     return None if out is x else out
 
 
+def _relu_of_cat(gm: GraphModule, node: Node) -> Node | None:
+    """relu(cat(a, b, ...)) -> cat(relu(a), relu(b), ...) where the cat has no other reader.
+
+    ONNX Runtime has no integer ReLU: after a concatenation it ran in float, and so did the pooling
+    after it (ShuffleNet v1's unit). Moved to the inputs, each ReLU folds into the Q of the conv (or
+    pool) before it, and the concatenation of non-negative tensors shares one range."""
+    cat = node.args[0]
+    if not (isinstance(cat, Node) and cat.target is aten.cat.default and len(cat.users) == 1):
+        return None
+    relus = [_call(gm, cat, aten.relu.default, (a,)) for a in cat.args[0]]
+    return _call(gm, node, aten.cat.default, (relus, *cat.args[1:]))
+
+
 def decompose_for_int8(gm: GraphModule) -> int:
     """SiLU -> x * sigmoid(x), hard-swish -> x * hard-sigmoid(x) (hard-sigmoid itself as below), PReLU
     with one slope -> LeakyReLU, GLU -> half * sigmoid(other half), add(x, y, alpha) -> x + y * alpha,
     a depthwise conv with a channel multiplier -> repeat + depthwise, an average pool -> a depthwise
-    conv, a roll -> slices and a concatenation.
+    conv, a roll -> slices and a concatenation, a ReLU of a concatenation -> one of ReLUs.
 
     ONNX Runtime has no integer PRelu but a QLinearLeakyRelu, the same function for a single slope (QAT
     then keeps that slope fixed).
@@ -448,6 +463,8 @@ def decompose_for_int8(gm: GraphModule) -> int:
             new = _avg_pool_as_conv(gm, node, window)
         elif node.target is aten.roll.default and (rolled := _roll(gm, node)) is not None:
             new = rolled
+        elif node.target is aten.relu.default and (relus := _relu_of_cat(gm, node)) is not None:
+            new = relus
         elif node.target is aten.add.Tensor and node.kwargs.get("alpha", 1) != 1:
             # exported as Mul then Add, the Mul sat between DQ and the Add and kept it float; as
             # its own node it is a scaling the annotator relabels
@@ -462,6 +479,45 @@ def decompose_for_int8(gm: GraphModule) -> int:
         gm.graph.eliminate_dead_code()
         gm.recompile()
     return count
+
+
+def fold_parameter_math(gm: GraphModule) -> int:
+    """Ops that read only parameters and constants become constants; then a multiply or divide by a
+    one-element positive constant becomes one by a Python number; returns how many such multiplies.
+
+    EfficientDet's fused features weigh each input by relu(w)[i] / (sum(relu(w)) + eps), computed from
+    a parameter on every run: the multiplies ran as QLinearMul and the sums in float, 1.12x the latency
+    of onnxruntime's quantizer (whose pre-processing folds them). As numbers, each multiply or divide
+    only relabels a scale (`quantizers._scaling_factor`). Not for QAT, which trains those parameters.
+    """
+    constant_fold(gm)
+    count = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in (aten.mul.Tensor, aten.div.Tensor):
+            continue
+        a, b = node.args[:2]
+        ca, cb = (_scalar_constant(gm, x) for x in (a, b))
+        if cb is not None and isinstance(a, Node) and ca is None:
+            node.args = (a, cb, *node.args[2:])
+        elif ca is not None and isinstance(b, Node) and cb is None and node.target is aten.mul.Tensor:
+            node.args = (b, ca, *node.args[2:])
+        else:
+            continue
+        count += 1
+    if count:
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+    return count
+
+
+def _scalar_constant(gm: GraphModule, node) -> float | None:
+    """The value of a one-element positive constant (a negative one stays a tensor, which the
+    annotator quantizes as an operand)."""
+    value = _const(gm, node) if isinstance(node, Node) and node.op == "get_attr" else None
+    if not isinstance(value, torch.Tensor) or value.numel() != 1 or not value.is_floating_point():
+        return None
+    number = float(value.reshape(-1)[0])
+    return number if number > 0 else None
 
 
 def views_as_reshapes(gm: GraphModule) -> int:
@@ -480,7 +536,7 @@ def views_as_reshapes(gm: GraphModule) -> int:
     return len(nodes)
 
 
-def prepare_graph(gm: GraphModule, own_annotator: bool) -> int:
+def prepare_graph(gm: GraphModule, own_annotator: bool, qat: bool = False) -> int:
     """All rewrites, in place; returns how many lone batch-norms became convs.
 
     The int8-shaped rewrites only for our own annotator: torchao's inductor quantizers find a Linear by
@@ -491,6 +547,8 @@ def prepare_graph(gm: GraphModule, own_annotator: bool) -> int:
     fold_conv_bn(gm)
     global_pool_as_mean(gm)
     if own_annotator:
+        if not qat:
+            fold_parameter_math(gm)
         linear_as_2d(gm)
         decompose_for_int8(gm)
     return bn_to_depthwise_conv(gm)

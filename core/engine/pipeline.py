@@ -143,7 +143,9 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
         qat=opts.qat_epochs > 0,
     )
     graph = copy.deepcopy(cap.graph_module)
-    standalone_bn = graph_passes.prepare_graph(graph, own_annotator=opts.preset in SCHEMES)
+    standalone_bn = graph_passes.prepare_graph(
+        graph, own_annotator=opts.preset in SCHEMES, qat=bool(opts.qat_epochs)
+    )
     if standalone_bn:
         p.log(f"{standalone_bn} batch-norm(s) that follow no conv became depthwise 1x1 convs (exact)")
     quantizer = build_quantizer(qopts, graph)

@@ -61,6 +61,14 @@ def quantized_ops(out) -> list[str]:
         ("causal_conv", {"QLinearConv": 3, "QLinearAdd": 2, "Pad": 0}),
         # a roll over two axes: a Split on uint8 and a QLinearConcat per axis, nothing left in float
         ("shifted_windows", {"QLinearConv": 2, "QLinearConcat": 2, "Split": 2}),
+        # the ReLU moves onto the concat's inputs and folds into their convs (the average pool is one)
+        (
+            "relu_after_concat",
+            {"QLinearConv": 3, "QLinearConcat": 1, "QLinearGlobalAveragePool": 1, "Relu": 0},
+        ),
+        # relu(w)[i] / (sum + eps) from a parameter: constants, so the multiplies and the divide only
+        # relabel scales
+        ("weighted_fusion", {"QLinearConv": 3, "QLinearAdd": 1, "QLinearMul": 0, "Div": 0, "ReduceSum": 0}),
     ],
 )
 def test_default_preset_fuses_every_compute_op(zoo_pt2, tmp_path, name, fused):
@@ -174,6 +182,15 @@ def test_torch_encoder_layer_runs_its_linears_in_int8(zoo_pt2, tmp_path):
     assert counts.get("Gelu") == 1 and counts.get("Erf", 0) == 0, counts
     assert m["output_sqnr_db"] >= 25, m
     assert m["onnx_parity_sqnr_db"] >= 35, m
+
+
+def test_bn_on_the_model_input_stays_float(zoo_pt2, tmp_path):
+    # as a depthwise 1x1 conv over 3 channels it ran slower than onnxruntime's quantizer's float BN,
+    # and added a rounding of the raw input
+    report = quantize(zoo_pt2("input_norm"), tmp_path)
+    counts = report["metrics"]["ort_op_counts"]
+    assert counts.get("BatchNormalization") == 1 and counts.get("QLinearConv") == 2, counts
+    assert report["unfused"] == [] and report["metrics"]["output_sqnr_db"] >= 30
 
 
 def test_bn_after_conv_is_folded_and_lone_bn_still_quantizes(zoo_pt2, tmp_path):
