@@ -501,6 +501,40 @@ class InputNorm(nn.Module):
         return self.conv(self.norm(x))
 
 
+class ChannelScale(nn.Module):
+    """Per-channel scale and shift parameters after convs (Caffe's Scale layer) and a LayerScale
+    after a linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.g1, self.b1 = (
+            nn.Parameter(torch.rand(1, 8, 1, 1) + 0.5),
+            nn.Parameter(torch.randn(1, 8, 1, 1) * 0.1),
+        )
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.g2 = nn.Parameter(torch.rand(1, 8, 1, 1) * 0.1)
+        self.fc, self.gamma, self.head = nn.Linear(8, 8), nn.Parameter(torch.full((8,), 0.1)), nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x) * self.g1 + self.b1)
+        x = x + self.conv2(x) * self.g2
+        v = x.mean((2, 3))
+        return self.head(v + self.gamma * self.fc(v))
+
+
+class TfActivations(nn.Module):
+    """Activations as ported TensorFlow models write them: maximum(x, 0.2 x) and clamp(min=0)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = (nn.Conv2d(i, 8, 3, padding=1) for i in (3, 8, 8))
+
+    def forward(self, x):
+        x = self.a(x)
+        return self.c(self.b(torch.maximum(x, 0.2 * x)).clamp(min=0))
+
+
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give BatchNorms non-trivial statistics so folding them is really exercised."""
     g = torch.Generator().manual_seed(seed)
@@ -545,6 +579,8 @@ ZOO = {
     "relu_after_concat": (ReluAfterConcat, (3, 16, 16)),
     "weighted_fusion": (WeightedFusion, (3, 16, 16)),
     "input_norm": (InputNorm, (3, 16, 16)),
+    "channel_scale": (ChannelScale, (3, 16, 16)),
+    "tf_activations": (TfActivations, (3, 16, 16)),
 }
 
 

@@ -69,6 +69,10 @@ def quantized_ops(out) -> list[str]:
         # relu(w)[i] / (sum + eps) from a parameter: constants, so the multiplies and the divide only
         # relabel scales
         ("weighted_fusion", {"QLinearConv": 3, "QLinearAdd": 1, "QLinearMul": 0, "Div": 0, "ReduceSum": 0}),
+        # per-channel scales and shifts fold into the conv or linear before them
+        ("channel_scale", {"QLinearConv": 2, "QGemm": 2, "QLinearAdd": 2, "QLinearMul": 0}),
+        # maximum(x, 0.2 x) is a LeakyReLU; clamp(min=0) a ReLU that folds into its conv's Q
+        ("tf_activations", {"QLinearConv": 3, "QLinearLeakyRelu": 1, "Max": 0}),
     ],
 )
 def test_default_preset_fuses_every_compute_op(zoo_pt2, tmp_path, name, fused):
