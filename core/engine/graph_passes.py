@@ -29,6 +29,8 @@ GLOBAL_POOLS = {
     aten.adaptive_avg_pool3d.default,
 }
 CONV_BY_RANK = {3: aten.conv1d.default, 4: aten.conv2d.default, 5: aten.conv3d.default}
+# ops whose weight holds one row per output channel on axis 0
+AFFINE_FOLDABLE = {*CONV_BY_RANK.values(), aten.linear.default}
 WEIGHTED_OPS = {
     *CONV_BY_RANK.values(),
     aten.conv_transpose1d.default,
@@ -550,8 +552,8 @@ def fold_channel_affines(gm: GraphModule) -> int:
     FiLM-style net (its pre-processing folds them into the conv, as ONNX Runtime's optimiser does)."""
     count = 0
     for node in list(gm.graph.nodes):
-        if node.op != "call_function" or node.target not in WEIGHTED_OPS or len(node.users) != 1:
-            continue
+        if node.op != "call_function" or node.target not in AFFINE_FOLDABLE or len(node.users) != 1:
+            continue  # (a transposed conv keeps its output channels on the weight's axis 1)
         weight = node.args[1]
         user = next(iter(node.users))
         if not (isinstance(weight, Node) and weight.op == "get_attr" and len(weight.users) == 1):

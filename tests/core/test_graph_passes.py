@@ -1,0 +1,36 @@
+"""Rewrites of the captured graph before annotation: the float model's outputs must not change."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.engine import graph_passes
+
+
+class ScaledConvs(nn.Module):
+    """A conv and a transposed conv, each followed by a per-channel scale parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.up = nn.Conv2d(3, 4, 3, padding=1), nn.ConvTranspose2d(4, 6, 2, 2)
+        self.h, self.g = (
+            nn.Parameter(torch.rand(1, 4, 1, 1) + 0.5),
+            nn.Parameter(torch.rand(1, 6, 1, 1) + 0.5),
+        )
+
+    def forward(self, x):
+        return self.up(self.conv(x) * self.h) * self.g
+
+
+def test_channel_scales_fold_into_convs_but_not_transposed_ones():
+    # a transposed conv keeps its output channels on the weight's axis 1: scaling axis 0 was wrong
+    torch.manual_seed(0)
+    model, x = ScaledConvs().eval(), torch.randn(2, 3, 8, 8)
+    want = model(x)
+    gm = torch.export.export(model, (x,)).module()
+    graph_passes.prepare_graph(gm, own_annotator=True)
+    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert ops.count(torch.ops.aten.mul.Tensor) == 1, ops  # the transposed conv's
+    torch.testing.assert_close(gm(x), want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model(x), want)  # the float model's parameters were left alone
