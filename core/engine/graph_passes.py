@@ -155,8 +155,14 @@ def global_pool_as_mean(gm: GraphModule) -> int:
 
 
 def _set_param(gm: GraphModule, target: str, value: torch.Tensor) -> None:
+    """A new tensor under `target`: a buffer stays a buffer, anything else becomes a frozen parameter.
+    Never written in place: the float model the graph was copied from may share the old tensor."""
     owner, _, leaf = target.rpartition(".")
-    setattr(gm.get_submodule(owner) if owner else gm, leaf, torch.nn.Parameter(value, requires_grad=False))
+    module = gm.get_submodule(owner) if owner else gm
+    if leaf in module._buffers:
+        module._buffers[leaf] = value
+    else:
+        setattr(module, leaf, torch.nn.Parameter(value, requires_grad=False))
 
 
 def fold_conv_bn(gm: GraphModule) -> int:
@@ -569,9 +575,9 @@ def fold_channel_affines(gm: GraphModule) -> int:
                 w, b = w * value.reshape(-1, *[1] * (w.dim() - 1)).to(w.dtype), b * value.to(b.dtype)
             else:
                 b = b + value.to(b.dtype) * (1 if op is aten.add.Tensor else -1)
-            _overwrite(gm, weight.target, w)
+            _set_param(gm, weight.target, w)
             if isinstance(bias, Node):
-                _overwrite(gm, bias.target, b)
+                _set_param(gm, bias.target, b)
             else:
                 name = f"{weight.target}_folded_bias".replace(".", "_")
                 _set_param(gm, name, b)
@@ -584,17 +590,6 @@ def fold_channel_affines(gm: GraphModule) -> int:
             count += 1
             user = next(iter(node.users)) if len(node.users) == 1 else None
     return count
-
-
-def _overwrite(gm: GraphModule, target: str, value: torch.Tensor) -> None:
-    """A new tensor under an existing parameter or buffer name (never in place: the float model the
-    graph was copied from may share the old one)."""
-    owner, _, leaf = target.rpartition(".")
-    module = gm.get_submodule(owner) if owner else gm
-    if leaf in module._buffers:
-        module._buffers[leaf] = value
-    else:
-        _set_param(gm, target, value)
 
 
 def _channel_constant(gm: GraphModule, op: Node, user: Node):
