@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from PySide6.QtCore import QSize, QTimer
@@ -194,9 +195,9 @@ class CalibPage(Page):
         self.preview_note.setText(note + (f"; each is prepared as {shape}." if shape else "."))
         self.thumbs.clear()
         for i, png in enumerate(data.get("thumbnails", [])):
-            item = QListWidgetItem(QIcon(QPixmap(png)), str(i + 1))
-            item.setToolTip(Path(png).name)
-            self.thumbs.addItem(item)
+            pixmap = QPixmap()
+            pixmap.loadFromData(base64.b64decode(png), "PNG")
+            self.thumbs.addItem(QListWidgetItem(QIcon(pixmap), str(i + 1)))
         self.thumbs.setVisible(self.thumbs.count() > 0)
 
     def _on_devices(self, outcome: str, data: dict) -> None:

@@ -1,8 +1,13 @@
-"""Thumbnails of calibration samples after preprocessing, so the user sees what the model will see."""
+"""Thumbnails of calibration samples after preprocessing, so the user sees what the model will see.
+
+They travel as base64 PNG bytes in the job result: files in a temp folder outlived the window (a
+preview is made on every change of the data source) and nobody owned their removal.
+"""
 
 from __future__ import annotations
 
-import tempfile
+import base64
+import io
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +23,6 @@ def preview(
     loaded = load_model(model, trust_code)
     cap = capture(loaded)
     specs = calibration.input_specs(cap.example_inputs, loaded.input_names)
-    out = Path(tempfile.mkdtemp(prefix="qdq-preview-"))
     result = {
         "source": calib or "synthetic",
         "shape": list(specs[0].shape),
@@ -39,7 +43,7 @@ def preview(
             except Exception:
                 result["skipped"] += 1
                 continue
-            result["thumbnails"].append(_save_png(arr, out / f"{len(result['thumbnails']):03d}.png"))
+            result["thumbnails"].append(_png_base64(arr))
         return result
     data = calibration.load_calibration(calib, specs, count, normalize)
     result["total"] = len(data)
@@ -48,14 +52,15 @@ def preview(
         for i in range(min(count, len(data))):
             a = x[i].float().numpy()
             a = (a - a.min()) / (a.max() - a.min() + 1e-9)
-            result["thumbnails"].append(_save_png(a, out / f"{i:03d}.png"))
+            result["thumbnails"].append(_png_base64(a))
     return result
 
 
-def _save_png(chw: np.ndarray, path: Path) -> str:
+def _png_base64(chw: np.ndarray) -> str:
     from PIL import Image
 
     img = (np.clip(chw, 0, 1) * 255).astype(np.uint8)
     img = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
-    Image.fromarray(img).save(path)
-    return str(path)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")

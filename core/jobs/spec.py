@@ -85,7 +85,7 @@ class JobSpec:
                 "dtype"}], "params", "ops": {op: count}, "exportable", "why", "dynamic_batch"}
     devices     {} -> {"devices": [{"id", "kind", "name", "memory_bytes"}]}
     preview     {"calib", "model", "trust_code", "normalize", "count"} -> {"total", "skipped",
-                "shape", "thumbnails": [PNG paths after preprocessing], "source"}
+                "shape", "thumbnails": [base64 PNG after preprocessing], "source"}
     sensitivity QuantizeOptions dict + {"target_sqnr_db"} -> {"baseline_sqnr_db", "ranking":
                 [{"layer", "sqnr_db" (only this layer quantized), "gain_db" (output SQNR won by keeping only this
                 layer in float)}] most sensitive first, "auto_keep_float": [layer names], "auto_sqnr_db", "reached"}

@@ -34,6 +34,7 @@ def test_demo_flow_end_to_end(qtbot, demo_ready, tmp_path):
     model, calib = w.pages["model"], w.pages["calib"]
     assert model.info["exportable"] and model.ops.rowCount() > 3
     assert calib.source.path() == demo_calib() and calib.thumbs.count() > 0
+    assert not calib.thumbs.item(0).icon().isNull()
     assert "64" in calib.preview_note.text() or calib.preview["total"] > 0
     calib.samples.setValue(32)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import pytest
+from PIL import Image
 
 from app import demo_model_path
 from app.job_client import READY
@@ -38,6 +42,10 @@ def test_jobs_run_in_order_on_one_worker(qtbot, client):
     client.submit(JobSpec("preview", params), supersede=False)
     outcome, preview = _run(qtbot, client, JobSpec("preview", params))
     assert outcome == "result" and len(preview["thumbnails"]) == 4 and preview["total"] >= 4
+    side = preview["shape"][-1]
+    for png in preview["thumbnails"]:
+        image = Image.open(io.BytesIO(base64.b64decode(png)))
+        assert image.format == "PNG" and image.size == (side, side)
     assert stale == ["result"]
     assert client.pid() == pid, "a CPU worker is reused between jobs"
     assert client.state == READY
