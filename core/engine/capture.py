@@ -17,7 +17,7 @@ import torch
 from torch.fx import GraphModule
 from torchao.quantization.pt2e import move_exported_model_to_eval
 
-from core.engine.loading import LoadedModel
+from core.engine.loading import LoadedModel, program_module
 from core.errors import UserError
 
 
@@ -103,7 +103,7 @@ def _capture(loaded: LoadedModel) -> Captured:
     warnings: list[str] = []
     ep = loaded.exported
     if ep is not None and _has_symbolic_batch(ep):
-        return Captured(ep.module(), _batch2(loaded.example_inputs), None, warnings)
+        return Captured(program_module(ep), _batch2(loaded.example_inputs), None, warnings)
 
     module = loaded.module
     inputs = _batch2(loaded.example_inputs)
@@ -111,11 +111,11 @@ def _capture(loaded: LoadedModel) -> Captured:
         ep = _export(module, inputs, batch_dynamic_shapes(inputs))
         if not _has_symbolic_batch(ep):
             raise ValueError("the exported graph specialised the batch dimension")
-        return Captured(ep.module(), inputs, None, warnings)
+        return Captured(program_module(ep), inputs, None, warnings)
     except Exception as dyn_error:
         fixed = loaded.example_inputs
         try:
-            gm = _export(module, tuple(fixed)).module()
+            gm = program_module(_export(module, tuple(fixed)))
         except Exception as e:
             raise UserError(explain_capture_error(e, loaded.source_file)) from e
         batch = int(fixed[0].shape[0])

@@ -527,8 +527,11 @@ def fold_parameter_math(gm: GraphModule) -> int:
     a parameter on every run: the multiplies ran as QLinearMul and the sums in float, 1.12x the latency
     of onnxruntime's quantizer (whose pre-processing folds them). As numbers, each multiply or divide
     only relabels a scale (`quantizers._scaling_factor`). Not for QAT, which trains those parameters.
+    Without grad: folded from a weight, a constant kept its autograd history, and deepcopy (the held-out
+    calibration copy) refused the model (PixelCNN's weight * mask, weight standardisation).
     """
-    constant_fold(gm)
+    with torch.no_grad():
+        constant_fold(gm)
     count = 0
     for node in list(gm.graph.nodes):
         if node.op != "call_function" or node.target not in (aten.mul.Tensor, aten.div.Tensor):
@@ -542,7 +545,8 @@ def fold_parameter_math(gm: GraphModule) -> int:
         else:
             continue
         count += 1
-    count += fold_channel_affines(gm)
+    with torch.no_grad():
+        count += fold_channel_affines(gm)
     if count:
         gm.graph.eliminate_dead_code()
         gm.recompile()

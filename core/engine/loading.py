@@ -137,11 +137,35 @@ def _load_pt2(p: Path) -> LoadedModel:
         path=str(p),
         format="pt2",
         sha256=sha256_file(p),
-        module=ep.module(),
+        module=program_module(ep),
         example_inputs=example,
         exported=ep,
         input_names=names,
     )
+
+
+def program_module(ep: torch.export.ExportedProgram) -> torch.fx.GraphModule:
+    """`ep.module()`, also for models with a submodule or buffer named like a GraphModule attribute.
+
+    torch sets each parameter on the GraphModule by its path, and `meta` (a metadata branch beside an
+    image CNN), `graph` or `code` are already taken there: "references nonexistent attribute 0 of meta".
+    Such roots are renamed in the program's state first (the graph's module-stack names, which the
+    report uses, stay as they are)."""
+    fresh = torch.fx.GraphModule(torch.nn.Module(), torch.fx.Graph())
+    specs = [*ep.graph_signature.input_specs, *ep.graph_signature.output_specs]
+    roots = {s.target.split(".")[0] for s in specs if s.target}
+    for old in sorted(r for r in roots if hasattr(fresh, r)):
+        new = old + "_"
+        while new in roots or hasattr(fresh, new):
+            new += "_"
+        for spec in specs:
+            if spec.target and spec.target.split(".")[0] == old:
+                target = new + spec.target[len(old) :]
+                for state in (ep._state_dict, ep._constants):
+                    if spec.target in state:
+                        state[target] = state.pop(spec.target)
+                spec.target = target
+    return ep.module()
 
 
 def _example_inputs_from_program(ep) -> tuple:

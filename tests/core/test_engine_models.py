@@ -174,6 +174,40 @@ def test_weights_shared_by_two_convs_fold_once(tmp_path):
     assert [i.dims for i in graph.initializer if len(i.dims) == 4] == [[16, 12, 2, 2]]  # stored once
 
 
+def test_submodules_named_like_graph_module_attributes(tmp_path):
+    # torch sets each parameter on the GraphModule by its path: `meta` (here a metadata branch beside an
+    # image CNN) and `graph` are taken there, and loading failed with "nonexistent attribute 0 of meta"
+    import numpy as np
+    import torch
+    from torch import nn
+
+    class ImageAndMeta(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.graph = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU())
+            self.meta = nn.Sequential(nn.Linear(6, 16), nn.ReLU())
+            self.head = nn.Linear(32, 3)
+
+        def forward(self, img, meta):
+            return self.head(torch.cat([self.graph(img).mean((2, 3)), self.meta(meta)], 1))
+
+    torch.manual_seed(0)
+    ex = (torch.randn(2, 3, 16, 16), torch.randn(2, 6))
+    dyn = tuple({0: torch.export.Dim("batch", min=1, max=4096)} for _ in ex)
+    ep = torch.export.export(ImageAndMeta().eval(), ex, dynamic_shapes=dyn)
+    torch.export.save(ep, str(tmp_path / "model.pt2"))
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "calib.npz",
+        img=rng.standard_normal((16, 3, 16, 16)).astype(np.float32),
+        meta=rng.standard_normal((16, 6)).astype(np.float32),
+    )
+    report = quantize(tmp_path / "model.pt2", tmp_path / "out", calib=str(tmp_path / "calib.npz"))
+    m = report["metrics"]
+    assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
+    assert m["ort_op_counts"].get("QGemm") == 2 and m["ort_op_counts"].get("QLinearConv") == 1, m
+
+
 def test_torch_encoder_layer_runs_its_linears_in_int8(zoo_pt2, tmp_path):
     # nn.MultiheadAttention exports as one scaled_dot_product_attention op, which stays float (ONNX
     # Runtime's float attention beat int8 matmuls + softmax on a ViT); every Linear is a QGemm

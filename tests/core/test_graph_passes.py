@@ -34,3 +34,30 @@ def test_channel_scales_fold_into_convs_but_not_transposed_ones():
     assert ops.count(torch.ops.aten.mul.Tensor) == 1, ops  # the transposed conv's
     torch.testing.assert_close(gm(x), want, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(model(x), want)  # the float model's parameters were left alone
+
+
+class MaskedConv(nn.Conv2d):
+    """PixelCNN's masked conv: the weight times a constant mask on every call."""
+
+    def __init__(self):
+        super().__init__(2, 4, 3, padding=1)
+        mask = torch.ones_like(self.weight)
+        mask[:, :, 1, 1:] = mask[:, :, 2:] = 0
+        self.register_buffer("mask", mask)
+
+    def forward(self, x):
+        return nn.functional.conv2d(x, self.weight * self.mask, self.bias, padding=1)
+
+
+def test_folded_parameter_math_leaves_plain_tensors():
+    # folded from a trainable weight, a constant kept its autograd history: deepcopy of the prepared
+    # model (the held-out calibration copy) raised "Only Tensors created explicitly by the user"
+    import copy
+
+    torch.manual_seed(0)
+    model, x = MaskedConv().eval(), torch.randn(2, 2, 6, 6)
+    want = model(x)
+    gm = torch.export.export(model, (x,)).module()
+    graph_passes.prepare_graph(gm, own_annotator=True)
+    assert all(t.grad_fn is None for t in [*gm.parameters(), *gm.buffers()])
+    torch.testing.assert_close(copy.deepcopy(gm)(x), want)
