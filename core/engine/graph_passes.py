@@ -459,12 +459,113 @@ def _leaky_slope(node: Node) -> tuple[Node, float] | None:
     return None
 
 
+def _where_leaky(node: Node) -> tuple[Node, float] | None:
+    """(x, a) when `node` is where(x > 0, x, x * a) or where(x < 0, x * a, x) with 0 <= a < 1."""
+    cond, first, second = node.args[:3]
+    if not (isinstance(cond, Node) and len(cond.args) == 2 and cond.args[1] in (0, 0.0)):
+        return None
+    x = cond.args[0]
+    if cond.target in (aten.gt.Scalar, aten.ge.Scalar) and first is x:
+        scaled = second
+    elif cond.target in (aten.lt.Scalar, aten.le.Scalar) and second is x:
+        scaled = first
+    else:
+        return None
+    if (
+        isinstance(scaled, Node)
+        and scaled.target is aten.mul.Tensor
+        and len(scaled.users) == 1
+        and scaled.args[0] is x
+        and isinstance(scaled.args[1], float)
+        and 0 <= scaled.args[1] < 1
+    ):
+        return x, scaled.args[1]
+    return None
+
+
+def _leaky(node: Node) -> tuple[Node, float] | None:
+    if node.target is aten.maximum.default:
+        return _leaky_slope(node)
+    return _where_leaky(node) if node.target is aten.where.self else None
+
+
+def _stack(gm: GraphModule, node: Node) -> Node:
+    """stack -> unsqueeze each and concatenate: a cat shares one scale (QLinearConcat is a copy); the
+    stack itself had no int8 form and kept both it and the unbind after it in float."""
+    tensors, dim = node.args[0], node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    pieces = [_call(gm, node, aten.unsqueeze.default, (t, dim)) for t in tensors]
+    return _call(gm, node, aten.cat.default, (pieces, dim))
+
+
+_IN_PLACE = {aten.relu_.default, aten.hardtanh_.default, aten.clamp_.default, aten.mul_.Tensor}
+
+
+def _bounds(node: Node) -> tuple[float | None, float | None] | None:
+    """(low, high) of a ReLU, hard-tanh or clamp with number bounds; None for anything else."""
+    if node.target in (aten.relu.default, aten.relu_.default):
+        return 0.0, None
+    if node.target in (aten.hardtanh.default, aten.hardtanh_.default):
+        return tuple(node.args[1:3]) + (-1.0, 1.0)[len(node.args) - 1 :]
+    if node.target in (aten.clamp.default, aten.clamp_.default):
+        low = node.args[1] if len(node.args) > 1 else node.kwargs.get("min")
+        high = node.args[2] if len(node.args) > 2 else node.kwargs.get("max")
+        if all(b is None or isinstance(b, (int, float)) for b in (low, high)):
+            return low, high
+    return None
+
+
+def _alone_in_place(node: Node) -> bool:
+    """An in-place op (relu_ then clamp_ in a user's forward) whose input nothing else reads: made
+    functional, no other reader can see the difference."""
+    x = node.args[0] if node.args else None
+    return node.target not in _IN_PLACE or isinstance(x, Node) and len(x.users) == 1
+
+
+def merge_clamps(gm: GraphModule) -> int:
+    """clamp(relu(x), max=6) and relu -> hard-tanh chains become one clamp, and a clamp after a
+    multiply by c > 0 moves before it (bounds / c); returns how many clamps were merged or moved.
+
+    The annotator folds one activation into the Q of the op before it; a second one (in-place code
+    writes relu_() then clamp_(max=6)) ran as a float Clip, with the pooling after it."""
+    count = 0
+    changed = True
+    while changed:
+        changed = False
+        for node in list(gm.graph.nodes):
+            outer = _bounds(node) if node.op == "call_function" else None
+            src = node.args[0] if outer else None
+            if not (isinstance(src, Node) and len(src.users) == 1 and _alone_in_place(src)):
+                continue
+            inner = _bounds(src)
+            scaling = src.target in (aten.mul.Tensor, aten.mul_.Tensor) and len(src.args) > 1
+            c = src.args[1] if scaling else None
+            if inner is not None:
+                low = max((b for b in (outer[0], inner[0]) if b is not None), default=None)
+                high = min((b for b in (outer[1], inner[1]) if b is not None), default=None)
+                new = _call(gm, node, aten.clamp.default, (src.args[0], low, high))
+            elif isinstance(c, (int, float)) and c > 0 and isinstance(src.args[0], Node):
+                low, high = (None if b is None else b / c for b in outer)
+                moved = _call(gm, src, aten.clamp.default, (src.args[0], low, high))
+                new = _call(gm, node, aten.mul.Tensor, (moved, c))
+            else:
+                continue
+            node.replace_all_uses_with(new)
+            gm.graph.erase_node(node)
+            gm.graph.erase_node(src)
+            count += 1
+            changed = True
+    if count:
+        gm.recompile()
+    return count
+
+
 def decompose_for_int8(gm: GraphModule) -> int:
     """SiLU -> x * sigmoid(x), hard-swish -> x * hard-sigmoid(x) (hard-sigmoid itself as below), PReLU
     with one slope -> LeakyReLU, GLU -> half * sigmoid(other half), add(x, y, alpha) -> x + y * alpha,
     a depthwise conv with a channel multiplier -> repeat + depthwise, an average pool -> a depthwise
     conv, a roll -> slices and a concatenation, a ReLU of a concatenation -> one of ReLUs,
-    maximum(x, a x) -> LeakyReLU, clamp(min=0) -> ReLU.
+    maximum(x, a x) and where(x > 0, x, a x) -> LeakyReLU, clamp(min=0) -> ReLU, stack -> unsqueeze +
+    cat; chains of clamps merged first (`merge_clamps`).
 
     ONNX Runtime has no integer PRelu but a QLinearLeakyRelu, the same function for a single slope (QAT
     then keeps that slope fixed).
@@ -474,7 +575,7 @@ def decompose_for_int8(gm: GraphModule) -> int:
     exporter has already split them. scaled_dot_product_attention is left whole on purpose: split into
     int8 matmuls and softmax, a ViT-tiny ran 0.98x of onnxruntime's quantizer instead of 0.91x.
     """
-    count = 0
+    count = merge_clamps(gm)
     for node in list(gm.graph.nodes):
         if node.op != "call_function":
             continue
@@ -501,8 +602,10 @@ def decompose_for_int8(gm: GraphModule) -> int:
             # exported as Max(x, 0), which ONNX Runtime does not fold into the conv before it as it
             # folds Relu: the conv ran in float
             new = _call(gm, node, aten.relu.default, (x,))
-        elif node.target is aten.maximum.default and (slope := _leaky_slope(node)) is not None:
-            new = _call(gm, node, aten.leaky_relu.default, (slope[0], slope[1]))
+        elif (slope := _leaky(node)) is not None:
+            new = _call(gm, node, aten.leaky_relu.default, slope)
+        elif node.target is aten.stack.default:
+            new = _stack(gm, node)
         elif node.target is aten.add.Tensor and node.kwargs.get("alpha", 1) != 1:
             # exported as Mul then Add, the Mul sat between DQ and the Add and kept it float; as
             # its own node it is a scaling the annotator relabels

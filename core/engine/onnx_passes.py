@@ -42,6 +42,30 @@ def _shapes(model: onnx.ModelProto) -> dict[str, list]:
     return out
 
 
+def distinct_output_names(model: onnx.ModelProto) -> int:
+    """A node output that reuses a graph input's name (or an earlier value's) gets a fresh one.
+
+    A model that returns its input beside a prediction: torch's exporter, given that input's name,
+    writes Identity(x) -> x, and the file fails ONNX's single-assignment check."""
+    graph = model.graph
+    defined = {v.name for v in (*graph.input, *graph.initializer)}
+    count = 0
+    for node in graph.node:
+        for k, name in enumerate(node.output):
+            if name and name in defined:
+                fresh = next(
+                    f"{name}_{i}" for i in range(1, len(defined) + 2) if f"{name}_{i}" not in defined
+                )
+                node.output[k] = fresh
+                for out in graph.output:
+                    if out.name == name:
+                        out.name = fresh
+                name = fresh
+                count += 1
+            defined.add(name)
+    return count
+
+
 def reduce_mean_to_global_pool(model: onnx.ModelProto) -> int:
     """ReduceMean over every spatial axis with keepdims -> GlobalAveragePool (an int8 kernel in ORT)."""
     shapes = _shapes(model)

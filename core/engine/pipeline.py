@@ -38,6 +38,8 @@ from core.engine.quantizers import (
     QuantizerOptions,
     build_quantizer,
     matches_keep_float,
+    module_path,
+    non_float32_layers,
     zero_pads_keep_input_range,
 )
 from core.errors import UserError
@@ -148,6 +150,12 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
     )
     if standalone_bn:
         p.log(f"{standalone_bn} batch-norm(s) that follow no conv became depthwise 1x1 convs (exact)")
+    if wide := non_float32_layers(graph):
+        warnings.append(
+            f"{len(wide)} layer(s) compute in {wide[0].meta['val'].dtype} and stay in float (first: "
+            f"{module_path(wide[0]) or wide[0].name}); int8 starts from float32: export the model after "
+            "model.float() to quantize them"
+        )
     quantizer = build_quantizer(qopts, graph)
     prepare = prepare_qat_pt2e if opts.qat_epochs else prepare_pt2e
     try:

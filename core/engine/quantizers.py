@@ -235,6 +235,15 @@ def _is_tensor(n) -> bool:
     return isinstance(n, Node) and isinstance(n.meta.get("val"), torch.Tensor)
 
 
+def _not_float32(node: Node) -> bool:
+    """float64 (a scientific model's layers) or half precision: int8 Q/DQ ops take float32 only."""
+    vals = node.meta.get("val")
+    vals = vals if isinstance(vals, (list, tuple)) else [vals]
+    return any(
+        isinstance(v, torch.Tensor) and v.is_floating_point() and v.dtype != torch.float32 for v in vals
+    )
+
+
 def _single_user(node: Node) -> Node | None:
     users = list(node.users)
     return users[0] if len(users) == 1 else None
@@ -261,7 +270,7 @@ class OpQuantizer(Quantizer):
 
     # -- helpers -------------------------------------------------------------------------------------
     def _skip(self, node: Node) -> bool:
-        return Q_KEY in node.meta or matches_keep_float(node, self.opts.keep_float)
+        return Q_KEY in node.meta or matches_keep_float(node, self.opts.keep_float) or _not_float32(node)
 
     def _annotate_output(self, node: Node, anchor: Node, qspec=None) -> list[Node]:
         """Put the output Q after `anchor` or after a ReLU, ReLU6 or other clamp that directly follows
@@ -542,6 +551,14 @@ def _inductor_quantizer(kind: str, opts: QuantizerOptions, modules: Callable[[],
     return q
 
 
+def non_float32_layers(model: GraphModule) -> list[Node]:
+    """Convs, linears and matmuls computing in float64 or half precision: they stay float."""
+    weighted = CONV_OPS | LINEAR_OPS | MATMUL_OPS
+    return [
+        n for n in model.graph.nodes if n.op == "call_function" and n.target in weighted and _not_float32(n)
+    ]
+
+
 def build_quantizer(opts: QuantizerOptions, model: GraphModule) -> Quantizer:
     """The quantizer for a preset id; keep-float patterns are matched against module paths."""
     info = get_preset(opts.preset)
@@ -551,6 +568,7 @@ def build_quantizer(opts: QuantizerOptions, model: GraphModule) -> Quantizer:
 
     def keep_float_modules() -> list[str]:
         paths = {module_path(n) for n in model.graph.nodes if n.op == "call_function"}
-        return sorted(p for p in paths if p and any(fnmatch.fnmatchcase(p, pat) for pat in opts.keep_float))
+        kept = {p for p in paths if p and any(fnmatch.fnmatchcase(p, pat) for pat in opts.keep_float)}
+        return sorted(kept | {module_path(n) for n in non_float32_layers(model)} - {""})
 
     return _inductor_quantizer(opts.preset, opts, keep_float_modules)

@@ -208,6 +208,58 @@ def test_submodules_named_like_graph_module_attributes(tmp_path):
     assert m["ort_op_counts"].get("QGemm") == 2 and m["ort_op_counts"].get("QLinearConv") == 1, m
 
 
+def test_model_that_returns_its_input(tmp_path):
+    # torch's exporter wrote Identity(x) -> x for the echoed input, and the file failed ONNX's check
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from torch import nn
+
+    class Echo(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mlp = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+
+        def forward(self, x):
+            return self.mlp(x), x
+
+    ex = (torch.randn(2, 16),)
+    dyn = ({0: torch.export.Dim("batch", min=1, max=4096)},)
+    torch.export.save(torch.export.export(Echo().eval(), ex, dynamic_shapes=dyn), str(tmp_path / "echo.pt2"))
+    report = quantize(tmp_path / "echo.pt2", tmp_path / "out")
+    assert report["metrics"]["ort_op_counts"].get("QGemm") == 2, report["metrics"]
+    x = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
+    sess = ort.InferenceSession(str(tmp_path / "out" / "model.int8.onnx"), providers=["CPUExecutionProvider"])
+    prediction, echoed = sess.run(None, {sess.get_inputs()[0].name: x})
+    assert prediction.shape == (3, 4) and np.array_equal(echoed, x)
+
+
+def test_float64_layers_stay_float_and_the_rest_quantizes(tmp_path):
+    # quantize ops take float32 only: convert crashed on a float64 layer ("Expecting input to have
+    # dtype torch.float32"), with every preset
+    import torch
+    from torch import nn
+
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = nn.Linear(10, 32), nn.Linear(32, 32).double(), nn.Linear(32, 3)
+
+        def forward(self, x):
+            return self.c(self.b(torch.relu(self.a(x)).double()).float())
+
+    ex = (torch.randn(2, 10),)
+    dyn = ({0: torch.export.Dim("batch", min=1, max=4096)},)
+    torch.export.save(torch.export.export(Mixed().eval(), ex, dynamic_shapes=dyn), str(tmp_path / "m.pt2"))
+    for preset in ("onnxruntime", "x86-inductor"):
+        report = quantize(tmp_path / "m.pt2", tmp_path / preset, preset=preset)
+        assert any("1 layer(s) compute in torch.float64" in w for w in report["warnings"]), report["warnings"]
+        assert report["metrics"]["output_sqnr_db"] >= 30, report["metrics"]
+        if preset == "onnxruntime":
+            ops = report["metrics"]["ort_op_counts"]
+            assert ops.get("QGemm") == 2 and ops.get("Gemm") == 1, ops  # the float64 one stays Gemm
+
+
 def test_torch_encoder_layer_runs_its_linears_in_int8(zoo_pt2, tmp_path):
     # nn.MultiheadAttention exports as one scaled_dot_product_attention op, which stays float (ONNX
     # Runtime's float attention beat int8 matmuls + softmax on a ViT); every Linear is a QGemm

@@ -61,3 +61,40 @@ def test_folded_parameter_math_leaves_plain_tensors():
     graph_passes.prepare_graph(gm, own_annotator=True)
     assert all(t.grad_fn is None for t in [*gm.parameters(), *gm.buffers()])
     torch.testing.assert_close(copy.deepcopy(gm)(x), want)
+
+
+class ActivationIdioms(nn.Module):
+    """Hand-written activations: relu_ then a scale then clamp_(max), where(x > 0, x, a x), stack/unbind."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        y.relu_()
+        y.mul_(0.5)
+        y.clamp_(max=1.0)
+        y = torch.where(y > 0, y, 0.1 * y) + torch.where(
+            x.mean(1, keepdim=True) < 0, 0.2 * x[:, :1], x[:, :1]
+        )
+        p, q = torch.stack([self.b(y), self.c(y)], 1).unbind(1)
+        return p - q
+
+
+def test_activation_idioms_become_ops_the_annotator_folds():
+    torch.manual_seed(0)
+    model, x = ActivationIdioms().eval(), torch.randn(2, 3, 8, 8) * 3
+    want = model(x)
+    gm = torch.export.export(model, (x,)).module()
+    graph_passes.prepare_graph(gm, own_annotator=True)
+    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    aten = torch.ops.aten
+    # relu, x 0.5, clamp(max=1) -> clamp(0, 2) then x 0.5: one clamp right after the conv
+    clamp = next(n for n in gm.graph.nodes if n.target is aten.clamp.default)
+    assert clamp.args[0].target is aten.conv2d.default and clamp.args[1:] == (0.0, 2.0)
+    assert aten.relu.default not in ops and aten.stack.default not in ops
+    # the second where() masks by another tensor's sign: no LeakyReLU
+    assert ops.count(aten.leaky_relu.default) == 1 and ops.count(aten.where.self) == 1
+    assert ops.count(aten.cat.default) == 1
+    torch.testing.assert_close(gm(x), want)
