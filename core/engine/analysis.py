@@ -181,8 +181,15 @@ class Analysis:
     float_outputs: object = None
 
 
-def flat_outputs(out) -> torch.Tensor:
+def output_leaves(out) -> list[torch.Tensor]:
+    """The output tensors an SQNR is taken over: the floating ones where there are any. Class ids
+    (argmax, top-k indices) beside them are not signals: one flipped index read as 21 dB of noise."""
     leaves = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+    return [t for t in leaves if t.is_floating_point()] or leaves
+
+
+def flat_outputs(out) -> torch.Tensor:
+    leaves = output_leaves(out)
     return torch.cat([t.detach().float().flatten() for t in leaves]) if leaves else torch.zeros(0)
 
 

@@ -23,10 +23,9 @@ from torchao.quantization.pt2e import (
     MinMaxObserver,
     ObserverBase,
 )
-from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-from core.engine.analysis import ANALYSIS_CHUNK, flat_outputs, record, sqnr_db
-from core.engine.quantizers import CONV_OPS, LINEAR_OPS, replace_observers
+from core.engine.analysis import ANALYSIS_CHUNK, flat_outputs, output_leaves, record, sqnr_db
+from core.engine.quantizers import CONV_OPS, LINEAR_OPS, convert, replace_observers
 
 EVAL_CHUNK = 8
 BIAS = "+bias-correction"
@@ -167,7 +166,7 @@ def _outputs(model, inputs: tuple, chunk: int) -> list[torch.Tensor]:
             part = tuple(t[i : i + chunk] for t in inputs)
             out = model(*part)
             b = part[0].shape[0]
-            leaves = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+            leaves = output_leaves(out)
             if leaves and all(t.dim() and t.shape[0] == b for t in leaves):
                 rows.append(torch.cat([t.detach().float().reshape(b, -1) for t in leaves], 1))
             else:
@@ -207,7 +206,7 @@ def choose(
     errors: dict[str, torch.Tensor] = {}
 
     def score(name: str, model):
-        converted[name] = convert_pt2e(copy.deepcopy(model), fold_quantize=True)
+        converted[name] = convert(copy.deepcopy(model))
         got = _outputs(converted[name], scored, chunk)
         errors[name] = torch.cat([(g - r).pow(2).sum(1) for g, r in zip(got, reference)])
         scores[name] = sqnr_db(flat_reference, torch.cat([g.flatten() for g in got]))
@@ -233,7 +232,7 @@ def choose(
         key = choice.chosen
         return (fixed if corrected else candidates[ranges]), converted[key], choice
     final = prepared if ranges == "histogram" else minmax_variant(prepared)
-    final_converted = convert_pt2e(copy.deepcopy(final), fold_quantize=True)
+    final_converted = convert(copy.deepcopy(final))
     if corrected and (fixed := bias_corrected(final, final_converted, inputs, bc_chunk)) is not None:
-        final, final_converted = fixed, convert_pt2e(copy.deepcopy(fixed), fold_quantize=True)
+        final, final_converted = fixed, convert(copy.deepcopy(fixed))
     return final, final_converted, choice

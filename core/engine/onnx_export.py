@@ -306,8 +306,9 @@ def _float_reach(nodes, start_op: str, producers, consumers, forward: bool) -> s
 def parity_sqnr(sess: ort.InferenceSession, inputs: tuple, reference) -> float:
     from core.engine.analysis import flat_outputs, sqnr_db
 
-    outs = run(sess, inputs)
-    got = torch.cat([torch.from_numpy(np.asarray(o)).float().flatten() for o in outs])
+    outs = [np.asarray(o) for o in run(sess, inputs)]
+    outs = [o for o in outs if o.dtype.kind == "f"] or outs  # as analysis.output_leaves picks them
+    got = torch.cat([torch.from_numpy(o).float().flatten() for o in outs])
     return round(sqnr_db(flat_outputs(reference), got), 3)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.fx import GraphModule
 from torchao.quantization.pt2e import move_exported_model_to_eval
-from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
+from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
 
 from core.engine import (
     analysis,
@@ -37,6 +37,7 @@ from core.engine.quantizers import (
     SCHEMES,
     QuantizerOptions,
     build_quantizer,
+    convert,
     matches_keep_float,
     module_path,
     non_float32_layers,
@@ -267,7 +268,7 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
         float_ref.apply(disable_fake_quant)
     reference_copy = copy.deepcopy(prepared) if opts.reference_representation else None
     if choice is None:
-        converted = convert_pt2e(prepared, fold_quantize=True)
+        converted = convert(prepared)
     p(1.0, "converted")
 
     p = stages.enter(5)
@@ -418,7 +419,7 @@ def _save_int8_pt2(path: Path, converted, reference, ex, dynamic: bool, warnings
     """The reference representation replaces Q/DQ by integer arithmetic whose shapes torch.export cannot
     always keep symbolic; fall back to a fixed batch, then to the Q/DQ program, and say so."""
     if reference is not None:
-        reference = convert_pt2e(reference, use_reference_representation=True, fold_quantize=True)
+        reference = convert(reference, reference=True)
         for dyn in (True, False) if dynamic else (False,):
             try:
                 save_atomic(path, lambda tmp, d=dyn: _save_pt2(reference, ex, d, tmp))

@@ -260,6 +260,63 @@ def test_float64_layers_stay_float_and_the_rest_quantizes(tmp_path):
             assert ops.get("QGemm") == 2 and ops.get("Gemm") == 1, ops  # the float64 one stays Gemm
 
 
+def test_pruned_channels_keep_their_bias(tmp_path):
+    # all-zero weights give a weight scale of ~1e-7: a bias of 3 was some 1e10 int32 steps and wrapped
+    # around to -2^31 (-0.6 dB); the weight range is widened until the bias fits
+    import numpy as np
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+    with torch.no_grad():  # in the last layer: bias correction cannot make up for them there
+        model[2].weight[:2] = 0  # pruned channels, their bias kept
+        model[2].bias[:2] = 3.0
+    ex = (torch.randn(2, 8),)
+    dyn = ({0: torch.export.Dim("batch", min=1, max=4096)},)
+    torch.export.save(torch.export.export(model, ex, dynamic_shapes=dyn), str(tmp_path / "pruned.pt2"))
+    np.save(
+        tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((32, 8)).astype(np.float32) * 0.05
+    )
+    report = quantize(
+        tmp_path / "pruned.pt2", tmp_path / "out", calib=str(tmp_path / "calib.npy"), samples=32
+    )
+    m = report["metrics"]
+    assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
+    assert m["ort_op_counts"].get("QGemm") == 2, m
+
+
+def test_class_ids_beside_scores_are_not_counted_as_signal(tmp_path):
+    # the argmax beside the scores was counted as signal: one flipped id and the report read 3.8 dB
+    import numpy as np
+    import torch
+    from torch import nn
+
+    class ScoresAndIds(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU()
+            )
+            self.fc = nn.Linear(32, 10)
+
+        def forward(self, x):
+            p = self.fc(self.features(x).mean((2, 3))).softmax(-1)
+            return p, p.argmax(-1)
+
+    torch.manual_seed(0)
+    ex = (torch.randn(2, 3, 32, 32),)
+    dyn = ({0: torch.export.Dim("batch", min=1, max=4096)},)
+    torch.export.save(
+        torch.export.export(ScoresAndIds().eval(), ex, dynamic_shapes=dyn), str(tmp_path / "m.pt2")
+    )
+    np.save(
+        tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((16, 3, 32, 32)).astype(np.float32)
+    )
+    m = quantize(tmp_path / "m.pt2", tmp_path / "out", calib=str(tmp_path / "calib.npy"))["metrics"]
+    assert m["output_sqnr_db"] >= 35 and m["onnx_parity_sqnr_db"] >= 35, m
+
+
 def test_torch_encoder_layer_runs_its_linears_in_int8(zoo_pt2, tmp_path):
     # nn.MultiheadAttention exports as one scaled_dot_product_attention op, which stays float (ONNX
     # Runtime's float attention beat int8 matmuls + softmax on a ViT); every Linear is a QGemm

@@ -98,3 +98,41 @@ def test_activation_idioms_become_ops_the_annotator_folds():
     assert ops.count(aten.leaky_relu.default) == 1 and ops.count(aten.where.self) == 1
     assert ops.count(aten.cat.default) == 1
     torch.testing.assert_close(gm(x), want)
+
+
+def test_relu_after_a_token_linear_moves_next_to_it():
+    # after the reshape back it ran as a float Relu between DQ and Q (and the mean after it too)
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4)).eval(), torch.randn(2, 5, 6)
+    want = model(x)
+    gm = torch.export.export(model, (x,)).module()
+    graph_passes.prepare_graph(gm, own_annotator=True)
+    aten = torch.ops.aten
+    relu = next(n for n in gm.graph.nodes if n.target is aten.relu.default)
+    assert relu.args[0].target is aten.linear.default and relu.meta["val"].dim() == 2
+    torch.testing.assert_close(gm(x), want)
+
+
+class HandWrittenLinears(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w1, self.b1 = nn.Parameter(torch.randn(16, 8)), nn.Parameter(torch.randn(16))
+        self.w2, self.b2 = nn.Parameter(torch.randn(16, 4)), nn.Parameter(torch.randn(4))
+        self.w3 = nn.Parameter(torch.randn(4, 3))
+
+    def forward(self, x):
+        return torch.addmm(self.b2, torch.relu(x @ self.w1.T + self.b1), self.w2) @ self.w3
+
+
+def test_hand_written_linears_become_linears():
+    # x @ W.T + b quantized W as an activation and addmm stayed a float Gemm
+    torch.manual_seed(0)
+    model, x = HandWrittenLinears().eval(), torch.randn(5, 8)
+    want = model(x)
+    gm = torch.export.export(model, (x,)).module()
+    graph_passes.prepare_graph(gm, own_annotator=True)
+    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    aten = torch.ops.aten
+    assert ops.count(aten.linear.default) == 3 and aten.addmm.default not in ops, ops
+    assert aten.matmul.default not in ops and aten.add.Tensor not in ops, ops
+    torch.testing.assert_close(gm(x), want, rtol=1e-5, atol=1e-4)
