@@ -241,8 +241,12 @@ def fit_int32_biases(model: GraphModule) -> int:
 
 
 def _observer(model: GraphModule, node) -> torch.nn.Module | None:
+    """The range observer (or fake-quantize) reading `node`; None for a dynamic-quantization
+    placeholder, which has no range to calculate."""
     mod = getattr(model, node.target) if isinstance(node, Node) and node.op == "call_module" else None
-    return mod if isinstance(mod, (ObserverBase, FakeQuantizeBase)) else None
+    if not isinstance(mod, (ObserverBase, FakeQuantizeBase)):
+        return None
+    return mod if hasattr(getattr(mod, "activation_post_process", mod), "max_val") else None
 
 
 def convert(model: GraphModule, reference: bool = False) -> GraphModule:
