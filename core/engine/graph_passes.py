@@ -451,35 +451,8 @@ def _is_relu_clamp(node: Node) -> bool:
     return high is None and isinstance(low, (int, float)) and low == 0
 
 
-def _leaky_slope(node: Node) -> tuple[Node, float] | None:
-    """(x, a) when `node` is maximum(x, x * a) (either order) with 0 <= a < 1: a LeakyReLU as ported
-    TensorFlow models write it, which ran as a float Max beside a float conv (1.64x onnxruntime's
-    quantizer's latency)."""
-    for x, scaled in (node.args[:2], node.args[1::-1]):
-        if (
-            isinstance(scaled, Node)
-            and scaled.target is aten.mul.Tensor
-            and len(scaled.users) == 1
-            and scaled.args[0] is x
-            and isinstance(scaled.args[1], float)
-            and 0 <= scaled.args[1] < 1
-        ):
-            return x, scaled.args[1]
-    return None
-
-
-def _where_leaky(node: Node) -> tuple[Node, float] | None:
-    """(x, a) when `node` is where(x > 0, x, x * a) or where(x < 0, x * a, x) with 0 <= a < 1."""
-    cond, first, second = node.args[:3]
-    if not (isinstance(cond, Node) and len(cond.args) == 2 and cond.args[1] in (0, 0.0)):
-        return None
-    x = cond.args[0]
-    if cond.target in (aten.gt.Scalar, aten.ge.Scalar) and first is x:
-        scaled = second
-    elif cond.target in (aten.lt.Scalar, aten.le.Scalar) and second is x:
-        scaled = first
-    else:
-        return None
+def _slope(x: Node, scaled) -> tuple[Node, float] | None:
+    """(x, a) when `scaled` is x * a with 0 <= a < 1 and read only once."""
     if (
         isinstance(scaled, Node)
         and scaled.target is aten.mul.Tensor
@@ -489,6 +462,27 @@ def _where_leaky(node: Node) -> tuple[Node, float] | None:
         and 0 <= scaled.args[1] < 1
     ):
         return x, scaled.args[1]
+    return None
+
+
+def _leaky_slope(node: Node) -> tuple[Node, float] | None:
+    """(x, a) when `node` is maximum(x, x * a) (either order) with 0 <= a < 1: a LeakyReLU as ported
+    TensorFlow models write it, which ran as a float Max beside a float conv (1.64x onnxruntime's
+    quantizer's latency)."""
+    a, b = node.args[:2]
+    return _slope(a, b) or _slope(b, a)
+
+
+def _where_leaky(node: Node) -> tuple[Node, float] | None:
+    """(x, a) when `node` is where(x > 0, x, x * a) or where(x < 0, x * a, x) with 0 <= a < 1."""
+    cond, first, second = node.args[:3]
+    if not (isinstance(cond, Node) and len(cond.args) == 2 and cond.args[1] in (0, 0.0)):
+        return None
+    x = cond.args[0]
+    if cond.target in (aten.gt.Scalar, aten.ge.Scalar) and first is x:
+        return _slope(x, second)
+    if cond.target in (aten.lt.Scalar, aten.le.Scalar) and second is x:
+        return _slope(x, first)
     return None
 
 

@@ -8,6 +8,14 @@ from torch import nn
 from core.engine import graph_passes
 
 
+def _prepared(model: nn.Module, x: torch.Tensor):
+    """The captured graph after every pre-annotation rewrite, and the float model's output."""
+    want = model(x)
+    gm = torch.export.export(model, (x,)).module()
+    graph_passes.prepare_graph(gm, own_annotator=True)
+    return gm, want
+
+
 class ScaledConvs(nn.Module):
     """A conv and a transposed conv, each followed by a per-channel scale parameter."""
 
@@ -27,9 +35,7 @@ def test_channel_scales_fold_into_convs_but_not_transposed_ones():
     # a transposed conv keeps its output channels on the weight's axis 1: scaling axis 0 was wrong
     torch.manual_seed(0)
     model, x = ScaledConvs().eval(), torch.randn(2, 3, 8, 8)
-    want = model(x)
-    gm = torch.export.export(model, (x,)).module()
-    graph_passes.prepare_graph(gm, own_annotator=True)
+    gm, want = _prepared(model, x)
     ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
     assert ops.count(torch.ops.aten.mul.Tensor) == 1, ops  # the transposed conv's
     torch.testing.assert_close(gm(x), want, rtol=1e-5, atol=1e-5)
@@ -56,9 +62,7 @@ def test_folded_parameter_math_leaves_plain_tensors():
 
     torch.manual_seed(0)
     model, x = MaskedConv().eval(), torch.randn(2, 2, 6, 6)
-    want = model(x)
-    gm = torch.export.export(model, (x,)).module()
-    graph_passes.prepare_graph(gm, own_annotator=True)
+    gm, want = _prepared(model, x)
     assert all(t.grad_fn is None for t in [*gm.parameters(), *gm.buffers()])
     torch.testing.assert_close(copy.deepcopy(gm)(x), want)
 
@@ -85,9 +89,7 @@ class ActivationIdioms(nn.Module):
 def test_activation_idioms_become_ops_the_annotator_folds():
     torch.manual_seed(0)
     model, x = ActivationIdioms().eval(), torch.randn(2, 3, 8, 8) * 3
-    want = model(x)
-    gm = torch.export.export(model, (x,)).module()
-    graph_passes.prepare_graph(gm, own_annotator=True)
+    gm, want = _prepared(model, x)
     ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
     aten = torch.ops.aten
     # relu, x 0.5, clamp(max=1) -> clamp(0, 2) then x 0.5: one clamp right after the conv
@@ -104,9 +106,7 @@ def test_relu_after_a_token_linear_moves_next_to_it():
     # after the reshape back it ran as a float Relu between DQ and Q (and the mean after it too)
     torch.manual_seed(0)
     model, x = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4)).eval(), torch.randn(2, 5, 6)
-    want = model(x)
-    gm = torch.export.export(model, (x,)).module()
-    graph_passes.prepare_graph(gm, own_annotator=True)
+    gm, want = _prepared(model, x)
     aten = torch.ops.aten
     relu = next(n for n in gm.graph.nodes if n.target is aten.relu.default)
     assert relu.args[0].target is aten.linear.default and relu.meta["val"].dim() == 2
@@ -128,9 +128,7 @@ def test_hand_written_linears_become_linears():
     # x @ W.T + b quantized W as an activation and addmm stayed a float Gemm
     torch.manual_seed(0)
     model, x = HandWrittenLinears().eval(), torch.randn(5, 8)
-    want = model(x)
-    gm = torch.export.export(model, (x,)).module()
-    graph_passes.prepare_graph(gm, own_annotator=True)
+    gm, want = _prepared(model, x)
     ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
     aten = torch.ops.aten
     assert ops.count(aten.linear.default) == 3 and aten.addmm.default not in ops, ops
