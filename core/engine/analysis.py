@@ -304,7 +304,7 @@ def analyse(
         ref_node = ref_nodes.get(node.name)
         w = _weight_tensor(float_ref, ref_node) if ref_node is not None else None
         if w is not None and w.dim() >= 1:
-            flat = w.reshape(w.shape[0], -1)
+            flat = w.detach().float().reshape(w.shape[0], -1)
             tensors[f"w_min::{lname}"] = flat.min(dim=1).values.numpy().astype(np.float32)
             tensors[f"w_max::{lname}"] = flat.max(dim=1).values.numpy().astype(np.float32)
         layers.append(entry)

@@ -61,6 +61,7 @@ def _export(module, inputs, dynamic_shapes=None):
 
 def capture(loaded: LoadedModel) -> Captured:
     cap = _capture(loaded)
+    _upcast_half_precision(cap)
     if _training_ops(cap.graph_module):
         # a program exported without model.eval(): dropout would make every output random and BatchNorm
         # would normalise each batch by its own statistics, so neither float nor int8 outputs mean anything
@@ -75,6 +76,33 @@ def capture(loaded: LoadedModel) -> Captured:
             "statistics); it was switched to inference behaviour. Export after model.eval() to skip this"
         )
     return cap
+
+
+HALF = (torch.float16, torch.bfloat16)
+
+
+def _upcast_half_precision(cap: Captured) -> None:
+    """A model kept wholly in float16 or bfloat16 is quantized from a float32 copy.
+
+    int8 Q/DQ ops take float32 only, so its layers would all stay float (and ONNX has no bfloat16
+    Conv: the file was invalid). Half values convert to float32 exactly, so the copy computes what
+    the model computes, only with fewer rounding errors. Models that mix precisions are left as
+    they are: their half layers stay float, with a warning."""
+    gm = cap.graph_module
+    tensors = [*gm.parameters(), *gm.buffers(), *cap.example_inputs]
+    floats = {t.dtype for t in tensors if t.is_floating_point()}
+    if not floats or not floats <= set(HALF):
+        return
+    gm.float()
+    inputs = tuple(t.float() if t.is_floating_point() else t for t in cap.example_inputs)
+    dynamic = None if cap.fixed_batch else batch_dynamic_shapes(inputs)
+    cap.graph_module = program_module(_export(gm, inputs, dynamic))
+    cap.example_inputs = inputs
+    names = " and ".join(str(d).replace("torch.", "") for d in sorted(floats, key=str))
+    cap.warnings.append(
+        f"the model computes in {names}; it was quantized from a float32 copy (half values convert "
+        "exactly), so the float and int8 files take float32 inputs"
+    )
 
 
 # aten op -> index of its `train`/`training` argument

@@ -7,6 +7,7 @@ explicit trust). Everything else is identified from its bytes and explained, wit
 from __future__ import annotations
 
 import importlib.util
+import operator
 import sys
 import traceback
 import zipfile
@@ -165,7 +166,58 @@ def program_module(ep: torch.export.ExportedProgram) -> torch.fx.GraphModule:
                     if spec.target in state:
                         state[target] = state.pop(spec.target)
                 spec.target = target
-    return ep.module()
+    gm = ep.module()
+    _inline_grad_regions(gm)
+    _flat_inputs(gm)
+    return gm
+
+
+def _inline_grad_regions(gm: torch.fx.GraphModule) -> None:
+    """`with torch.no_grad():` inside forward exports as a higher-order op around a submodule, which
+    no quantizer looks into: a model that routed its whole body through one came out all float. Grad
+    mode means nothing for inference, so each region's nodes are copied into the graph (outer first;
+    nested regions come along as attributes and are inlined in the next round)."""
+    region = torch.ops.higher_order.wrap_with_set_grad_enabled
+    while node := next((n for n in gm.graph.nodes if n.op == "call_function" and n.target is region), None):
+        sub_node = node.args[1]
+        sub_name = sub_node.target
+        sub = getattr(gm, sub_name)
+        env = dict(zip((n for n in sub.graph.nodes if n.op == "placeholder"), node.args[2:]))
+        outs: tuple = ()
+        with gm.graph.inserting_before(node):
+            for n in sub.graph.nodes:
+                if n.op == "output":
+                    outs = n.args[0]
+                elif n.op == "get_attr":
+                    name = f"{sub_name}_{n.target}"
+                    setattr(gm, name, getattr(sub, n.target))
+                    env[n] = gm.graph.get_attr(name)
+                    env[n].meta = dict(n.meta)
+                elif n.op != "placeholder":
+                    env[n] = gm.graph.node_copy(n, env.__getitem__)
+        for user in list(node.users):
+            if user.target is not operator.getitem:
+                raise UserError(f"cannot inline the grad-mode region {sub_name} of the model")
+            user.replace_all_uses_with(env.get(outs[user.args[1]], outs[user.args[1]]))
+            gm.graph.erase_node(user)
+        gm.graph.erase_node(node)
+        gm.graph.erase_node(sub_node)
+        delattr(gm, sub_name)
+    gm.graph.lint()
+    gm.recompile()
+
+
+def _flat_inputs(gm: torch.fx.GraphModule) -> None:
+    """A program whose forward took a list or dict of tensors is called with its tensors one by one,
+    like every other model here (calibration files and ONNX inputs are flat, named per tensor)."""
+    info = getattr(gm.graph._codegen, "pytree_info", None)
+    leaves = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
+    flat = torch.utils._pytree.tree_structure((tuple(leaves), {}))
+    if info is None or info.in_spec == flat:
+        return
+    gm.graph._codegen.pytree_info = info._replace(orig_args=leaves, in_spec=flat)
+    gm._in_spec = flat
+    gm.recompile()
 
 
 def _example_inputs_from_program(ep) -> tuple:

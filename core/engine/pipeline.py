@@ -281,6 +281,8 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
         chunk=cap.fixed_batch or analysis.ANALYSIS_CHUNK,
     )
     p(0.8, "per-layer statistics done")
+    if not any(layer["quantized"] for layer in res.layers):
+        warnings.append(_nothing_quantized(opts))
     graphs = {
         "float": graph_extract.to_graphdoc(float_model, "float", quantized_graph=False),
         "quantized": graph_extract.to_graphdoc(converted, "quantized", quantized_graph=True),
@@ -386,6 +388,15 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
     write_atomic(out / "report.json", json.dumps(report, indent=1, default=_json_default))
     progress(1.0, "done")
     return report
+
+
+def _nothing_quantized(opts: QuantizeOptions) -> str:
+    why = (
+        "every layer it has is kept in float (--keep-float)"
+        if opts.keep_float
+        else f"it has no layer the {opts.preset} preset runs in int8 (convolutions, linears, matmuls)"
+    )
+    return f"nothing in this model was quantized: {why}; the int8 files compute what the float model does"
 
 
 def _halfway(calib) -> int:

@@ -260,6 +260,78 @@ def test_float64_layers_stay_float_and_the_rest_quantizes(tmp_path):
             assert ops.get("QGemm") == 2 and ops.get("Gemm") == 1, ops  # the float64 one stays Gemm
 
 
+def _small_cnn():
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+    )  # fmt: skip
+
+
+def _save(model, inputs, path, dynamic=None):
+    import torch
+
+    dynamic = dynamic or tuple({0: torch.export.Dim("batch", min=1, max=4096)} for _ in inputs)
+    torch.export.save(torch.export.export(model.eval(), inputs, dynamic_shapes=dynamic), str(path))
+    return path
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_model_is_quantized_from_a_float32_copy(tmp_path, dtype):
+    # every layer stayed float with float16; with bfloat16 the ONNX file was invalid (no bf16 Conv)
+    import numpy as np
+    import torch
+
+    half = getattr(torch, dtype)
+    path = _save(_small_cnn().to(half), (torch.randn(2, 3, 32, 32, dtype=half),), tmp_path / "m.pt2")
+    np.save(
+        tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((16, 3, 32, 32)).astype(np.float16)
+    )
+    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "calib.npy"))
+    assert any(f"computes in {dtype}" in w for w in report["warnings"]), report["warnings"]
+    m = report["metrics"]
+    assert m["onnx_checker"] == "ok" and m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
+    assert m["ort_op_counts"].get("QLinearConv") == 2 and m["ort_op_counts"].get("QGemm") == 1, m
+
+
+def test_no_grad_region_and_list_input_are_quantized(tmp_path):
+    # `with torch.no_grad()` in forward exports as a higher-order op around a submodule that no
+    # quantizer looked into: the model came out all float (SQNR 120 dB), with no warning. A forward
+    # taking a list of tensors crashed calibration ("takes 2 positional arguments but 3 were given").
+    import torch
+    from torch import nn
+
+    class Pyramid(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.fc = _small_cnn(), _small_cnn(), nn.Linear(20, 4)
+
+        def forward(self, xs):
+            with torch.no_grad():
+                return self.fc(torch.relu(torch.cat([self.a(xs[0]), self.b(xs[1])], 1)))
+
+    inputs = ([torch.randn(2, 3, 32, 32), torch.randn(2, 3, 16, 16)],)
+    dim = torch.export.Dim("batch", min=1, max=4096)
+    path = _save(Pyramid(), inputs, tmp_path / "m.pt2", ([{0: dim}, {0: dim}],))
+    report = quantize(path, tmp_path / "out")
+    m = report["metrics"]
+    assert m["ort_op_counts"].get("QLinearConv") == 4 and m["ort_op_counts"].get("QGemm") == 3, m
+    assert 30 <= m["output_sqnr_db"] < 100 and m["onnx_parity_sqnr_db"] >= 35, m
+
+
+def test_nothing_to_quantize_says_so(tmp_path):
+    import torch
+    from torch import nn
+
+    class Normalise(nn.Module):
+        def forward(self, x):
+            return (x - x.mean(1, keepdim=True)) * 2.0
+
+    report = quantize(_save(Normalise(), (torch.randn(2, 8),), tmp_path / "m.pt2"), tmp_path / "out")
+    assert any(w.startswith("nothing in this model was quantized") for w in report["warnings"]), report
+
+
 @pytest.mark.parametrize("preset", ["onnxruntime", "xnnpack"])
 def test_pruned_channels_keep_their_bias(tmp_path, preset):
     # all-zero weights give a weight scale of ~1e-7: a bias of 3 was some 1e10 int32 steps and wrapped
