@@ -51,6 +51,12 @@ FLOAT, FLOAT_TYPES = (
     {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16},
 )
 FLOAT_COMPUTE = {"Conv", "Gemm", "MatMul", "Add", "Mul", "ConvTranspose"}
+TOKEN_NORMS = {
+    "LayerNormalization",
+    "SimplifiedLayerNormalization",
+    "SkipLayerNormalization",
+    "SkipSimplifiedLayerNormalization",
+}
 
 
 def _dynamic_translations() -> dict:
@@ -254,6 +260,7 @@ def diagnose_unfused(path: Path, work_dir: Path, keep_float: tuple[str, ...] = (
         counts[n.op_type] = counts.get(n.op_type, 0) + 1
     downstream = _float_reach(model.graph.node, "DequantizeLinear", producers, consumers, forward=True)
     upstream = _float_reach(model.graph.node, "QuantizeLinear", producers, consumers, forward=False)
+    residual = _residual_sums(model.graph.node, producers, consumers)
     unfused = []
     for n in model.graph.node:
         if n.op_type in ("QuantizeLinear", "DequantizeLinear") or n.op_type in INTEGER_OPS:
@@ -266,6 +273,11 @@ def diagnose_unfused(path: Path, work_dir: Path, keep_float: tuple[str, ...] = (
         module, fx_name = scopes.get(n.name, ("", ""))
         if any(fnmatch.fnmatchcase(x, pat) for pat in keep_float for x in (module, fx_name) if x):
             reason = "kept in float (your keep-in-float list)"
+        elif n.name in residual:
+            reason = (
+                "a transformer's residual sum, float on purpose: the norm after it runs in float anyway, "
+                "and 8 bits there cost accuracy"
+            )
         elif n.op_type == "Add" and any(
             producers.get(i) is not None and producers[i].op_type == "MatMulIntegerToFloat" for i in n.input
         ):
@@ -282,6 +294,18 @@ def diagnose_unfused(path: Path, work_dir: Path, keep_float: tuple[str, ...] = (
             reason = f"ONNX Runtime has no integer kernel for {n.op_type} here; it runs in float between dequantize and quantize"
         unfused.append({"op": n.op_type, "name": n.name, "module": module, "node": fx_name, "reason": reason})
     return unfused, counts
+
+
+def _residual_sums(nodes, producers, consumers) -> set[str]:
+    """Adds a LayerNorm reads, and the sums that add onto them (see quantizers._residual_stream)."""
+    out: set[str] = set()
+    for n in nodes:
+        if n.op_type == "Add" and (
+            any(c.op_type in TOKEN_NORMS for o in n.output for c in consumers.get(o, []))
+            or any(i in producers and producers[i].name in out for i in n.input)
+        ):
+            out.add(n.name)
+    return out
 
 
 def _float_reach(nodes, start_op: str, producers, consumers, forward: bool) -> set[str]:

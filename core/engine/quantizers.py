@@ -50,6 +50,7 @@ MUL_OPS = {aten.mul.Tensor, aten.mul_.Tensor, operator.mul}
 DIV_OPS = {aten.div.Tensor, aten.div_.Tensor, operator.truediv}
 RELU_OPS = {aten.relu.default, aten.relu_.default}
 CLIP_OPS = {aten.hardtanh.default, aten.hardtanh_.default, aten.clamp.default}
+TOKEN_NORM_OPS = {aten.layer_norm.default, aten.rms_norm.default}
 # Ops that move int8 values without changing them (or only pick among them): they share the input's
 # quantization, so int8 flows on and runtimes drop the Q/DQ pair around them.
 PASS_THROUGH_OPS = {
@@ -299,6 +300,14 @@ def _not_float32(node: Node) -> bool:
     )
 
 
+def _residual_stream(node: Node, stream: set[Node]) -> bool:
+    """A transformer's residual sum, read by a LayerNorm or RMSNorm (float in every runtime) or by the
+    next residual sum: it stays float. Rounded to 8 bits it cost a ViT's class token most of its
+    precision (its row is ~100x smaller than the patch rows sharing the scale) and each norm
+    magnifies that; the linears before and after still run in int8."""
+    return any(u.target in TOKEN_NORM_OPS for u in node.users) or any(a in stream for a in node.args[:2])
+
+
 def _single_user(node: Node) -> Node | None:
     users = list(node.users)
     return users[0] if len(users) == 1 else None
@@ -345,11 +354,14 @@ class OpQuantizer(Quantizer):
         return fused
 
     def annotate(self, model: GraphModule) -> GraphModule:
+        stream: set[Node] = set()
         for node in model.graph.nodes:
             if node.op != "call_function" or self._skip(node):
                 continue
             t = node.target
-            if t in CONV_OPS or t in LINEAR_OPS:
+            if t in ADD_OPS and _residual_stream(node, stream):
+                stream.add(node)
+            elif t in CONV_OPS or t in LINEAR_OPS:
                 self._annotate_weighted(node)
             elif (
                 t in MATMUL_OPS
