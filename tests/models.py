@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -560,7 +562,13 @@ ZOO = {
     "encoder": (EncoderBlock, (16, 64)),
     "resnet18": (lambda: ResNet18(num_classes=100, width=32), (3, 64, 64)),
     "se_silu": (SqueezeExcite, (3, 16, 16)),
+    "se_silu_inplace": (lambda: SqueezeExcite(partial(nn.SiLU, inplace=True)), (3, 16, 16)),  # YOLOv5's
     "hardswish": (lambda: SqueezeExcite(nn.Hardswish, nn.Hardsigmoid), (3, 16, 16)),
+    # torchvision's MobileNetV3 builds its activations with inplace=True: hardswish_ in the graph
+    "hardswish_inplace": (
+        lambda: SqueezeExcite(partial(nn.Hardswish, inplace=True), partial(nn.Hardsigmoid, inplace=True)),
+        (3, 16, 16),
+    ),
     "concat": (FireConcat, (3, 16, 16)),
     "shuffle": (ChannelShuffle, (3, 16, 16)),
     "upsample_concat": (UpsampleConcat, (3, 16, 16)),

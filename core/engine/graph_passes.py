@@ -500,7 +500,14 @@ def _stack(gm: GraphModule, node: Node) -> Node:
     return _call(gm, node, aten.cat.default, (pieces, dim))
 
 
-_IN_PLACE = {aten.relu_.default, aten.hardtanh_.default, aten.clamp_.default, aten.mul_.Tensor}
+# in-place activations (nn.Hardswish(inplace=True) in torchvision's MobileNetV3, nn.SiLU(inplace=True)
+# in YOLOv5) -> their functional forms, which decompose_for_int8 splits up
+_FUNCTIONAL = {
+    aten.hardswish_.default: aten.hardswish.default,
+    aten.hardsigmoid_.default: aten.hardsigmoid.default,
+    aten.silu_.default: aten.silu.default,
+}
+_IN_PLACE = {aten.relu_.default, aten.hardtanh_.default, aten.clamp_.default, aten.mul_.Tensor, *_FUNCTIONAL}
 
 
 def _bounds(node: Node) -> tuple[float | None, float | None] | None:
@@ -568,7 +575,8 @@ def decompose_for_int8(gm: GraphModule) -> int:
     a depthwise conv with a channel multiplier -> repeat + depthwise, an average pool -> a depthwise
     conv, a roll -> slices and a concatenation, a ReLU of a concatenation -> one of ReLUs,
     maximum(x, a x) and where(x > 0, x, a x) -> LeakyReLU, clamp(min=0) -> ReLU, stack -> unsqueeze +
-    cat; chains of clamps merged first (`merge_clamps`).
+    cat; chains of clamps merged first (`merge_clamps`). The in-place hard-swish, hard-sigmoid and
+    SiLU too, where nothing else reads their input.
 
     ONNX Runtime has no integer PRelu but a QLinearLeakyRelu, the same function for a single slope (QAT
     then keeps that slope fixed).
@@ -583,11 +591,12 @@ def decompose_for_int8(gm: GraphModule) -> int:
         if node.op != "call_function":
             continue
         x = node.args[0]
-        if node.target is aten.hardswish.default:
+        target = _FUNCTIONAL.get(node.target, node.target) if _alone_in_place(node) else node.target
+        if target is aten.hardswish.default:
             new = _call(gm, node, aten.mul.Tensor, (x, _hardsigmoid(gm, node, x)))
-        elif node.target is aten.hardsigmoid.default:
+        elif target is aten.hardsigmoid.default:
             new = _hardsigmoid(gm, node, x)
-        elif node.target is aten.silu.default:
+        elif target is aten.silu.default:
             new = _call(gm, node, aten.mul.Tensor, (x, _call(gm, node, aten.sigmoid.default, (x,))))
         elif node.target is aten.prelu.default and (slope := _scalar_slope(gm, node)) is not None:
             new = _call(gm, node, aten.leaky_relu.default, (x, slope))

@@ -41,6 +41,10 @@ def quantized_ops(out) -> list[str]:
             "se_silu",
             {"QLinearConv": 4, "QLinearSigmoid": 3, "QLinearMul": 3, "QLinearGlobalAveragePool": 1},
         ),
+        (
+            "se_silu_inplace",
+            {"QLinearConv": 4, "QLinearSigmoid": 3, "QLinearMul": 3, "QLinearGlobalAveragePool": 1},
+        ),
         ("concat", {"QLinearConv": 4, "QLinearConcat": 1, "MaxPool": 1}),
         ("shuffle", {"QLinearConv": 3, "QLinearConcat": 1, "Split": 1}),
         ("upsample_concat", {"QLinearConv": 3, "QLinearConcat": 1, "Resize": 1}),
@@ -100,10 +104,12 @@ def test_default_preset_fuses_every_compute_op(zoo_pt2, tmp_path, name, fused):
     assert all(layer["quantized"] for layer in report["layers"])
 
 
-def test_hardswish_runs_entirely_in_int8(zoo_pt2, tmp_path):
+@pytest.mark.parametrize("name", ["hardswish", "hardswish_inplace"])
+def test_hardswish_runs_entirely_in_int8(zoo_pt2, tmp_path, name):
     # ONNX Runtime has no integer HardSigmoid (onnxruntime's quantizer leaves it float): as
-    # clamp(x + 3, 0, 6) * (1/6) it is a QLinearAdd, its clamp folded, the 1/6 a relabelled scale
-    report = quantize(zoo_pt2("hardswish"), tmp_path)
+    # clamp(x + 3, 0, 6) * (1/6) it is a QLinearAdd, its clamp folded, the 1/6 a relabelled scale.
+    # The in-place forms (hardswish_, hardsigmoid_) were left whole and ran in float
+    report = quantize(zoo_pt2(name), tmp_path)
     counts = report["metrics"]["ort_op_counts"]
     assert counts.get("QLinearMul") == 3 and counts.get("QLinearAdd") == 3, counts
     for float_op in ("HardSigmoid", "HardSwish", "Mul", "Add", "Clip", "DequantizeLinear"):
