@@ -297,11 +297,15 @@ def diagnose_unfused(path: Path, work_dir: Path, keep_float: tuple[str, ...] = (
 
 
 def _residual_sums(nodes, producers, consumers) -> set[str]:
-    """Adds a LayerNorm reads, and the sums that add onto them (see quantizers._residual_stream)."""
+    """Adds a LayerNorm or RMSNorm reads (also written out), and the sums that add onto them (see
+    quantizers._residual_stream)."""
     out: set[str] = set()
     for n in nodes:
+        readers = {c.op_type for o in n.output for c in consumers.get(o, [])}
         if n.op_type == "Add" and (
-            any(c.op_type in TOKEN_NORMS for o in n.output for c in consumers.get(o, []))
+            readers & TOKEN_NORMS
+            or "Pow" in readers
+            or {"ReduceMean", "Sub"} <= readers
             or any(i in producers and producers[i].name in out for i in n.input)
         ):
             out.add(n.name)

@@ -301,11 +301,23 @@ def _not_float32(node: Node) -> bool:
 
 
 def _residual_stream(node: Node, stream: set[Node]) -> bool:
-    """A transformer's residual sum, read by a LayerNorm or RMSNorm (float in every runtime) or by the
-    next residual sum: it stays float. Rounded to 8 bits it cost a ViT's class token most of its
-    precision (its row is ~100x smaller than the patch rows sharing the scale) and each norm
-    magnifies that; the linears before and after still run in int8."""
-    return any(u.target in TOKEN_NORM_OPS for u in node.users) or any(a in stream for a in node.args[:2])
+    """A transformer's residual sum, read by a LayerNorm or RMSNorm (float in every runtime; also written
+    out, as LLaMA code does) or by the next residual sum: it stays float. Rounded to 8 bits it cost a
+    ViT's class token most of its precision (its row is ~100x smaller than the patch rows sharing the
+    scale) and each norm magnifies that; the linears before and after still run in int8."""
+    return any(_normalises(u, node) for u in node.users) or any(a in stream for a in node.args[:2])
+
+
+def _normalises(user: Node, x: Node) -> bool:
+    """`user` is a norm of x or its first statistic: x.pow(2) (RMSNorm written out), or x.mean(dims,
+    keepdim=True) that x - mean reads (LayerNorm written out)."""
+    if user.target in TOKEN_NORM_OPS:
+        return True
+    if user.target is aten.pow.Tensor_Scalar:
+        return user.args[1] == 2
+    return user.target is aten.mean.dim and any(
+        v.target is aten.sub.Tensor and v.args[:2] == (x, user) for v in user.users
+    )
 
 
 def _single_user(node: Node) -> Node | None:
