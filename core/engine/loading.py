@@ -167,22 +167,33 @@ def program_module(ep: torch.export.ExportedProgram) -> torch.fx.GraphModule:
                         state[target] = state.pop(spec.target)
                 spec.target = target
     gm = ep.module()
-    _inline_grad_regions(gm)
+    _inline_regions(gm)
     _flat_inputs(gm)
     return gm
 
 
-def _inline_grad_regions(gm: torch.fx.GraphModule) -> None:
-    """`with torch.no_grad():` inside forward exports as a higher-order op around a submodule, which
-    no quantizer looks into: a model that routed its whole body through one came out all float. Grad
-    mode means nothing for inference, so each region's nodes are copied into the graph (outer first;
-    nested regions come along as attributes and are inlined in the next round)."""
-    region = torch.ops.higher_order.wrap_with_set_grad_enabled
-    while node := next((n for n in gm.graph.nodes if n.op == "call_function" and n.target is region), None):
-        sub_node = node.args[1]
+# higher-order ops that wrap a region of forward in a mode -> index of the region's submodule
+_REGIONS = {
+    torch.ops.higher_order.wrap_with_set_grad_enabled: 1,
+    torch.ops.higher_order.wrap_with_autocast: 4,
+}
+
+
+def _inline_regions(gm: torch.fx.GraphModule) -> None:
+    """`with torch.no_grad():` or `with torch.autocast(...):` inside forward exports as a higher-order
+    op around a submodule, which no quantizer looks into: a model that routed its whole body through
+    one came out all float, and a bfloat16 autocast region wrote a Gemm ONNX Runtime cannot run. Grad
+    mode means nothing for inference and int8 starts from float32, so each region's nodes are copied
+    into the graph (outer first; nested regions come along as attributes and are inlined in the next
+    round). The dtype checks torch wrote after an autocast region would now fail: they go too."""
+    autocast = False
+    while node := next((n for n in gm.graph.nodes if n.op == "call_function" and n.target in _REGIONS), None):
+        autocast |= node.target is torch.ops.higher_order.wrap_with_autocast
+        sub_node = node.args[_REGIONS[node.target]]
         sub_name = sub_node.target
         sub = getattr(gm, sub_name)
-        env = dict(zip((n for n in sub.graph.nodes if n.op == "placeholder"), node.args[2:]))
+        operands = node.args[_REGIONS[node.target] + 1 :]
+        env = dict(zip((n for n in sub.graph.nodes if n.op == "placeholder"), operands))
         outs: tuple = ()
         with gm.graph.inserting_before(node):
             for n in sub.graph.nodes:
@@ -197,12 +208,15 @@ def _inline_grad_regions(gm: torch.fx.GraphModule) -> None:
                     env[n] = gm.graph.node_copy(n, env.__getitem__)
         for user in list(node.users):
             if user.target is not operator.getitem:
-                raise UserError(f"cannot inline the grad-mode region {sub_name} of the model")
+                raise UserError(f"cannot inline the region {sub_name} of the model")
             user.replace_all_uses_with(env.get(outs[user.args[1]], outs[user.args[1]]))
             gm.graph.erase_node(user)
         gm.graph.erase_node(node)
         gm.graph.erase_node(sub_node)
         delattr(gm, sub_name)
+    if autocast:
+        for n in [n for n in gm.graph.nodes if n.target is torch.ops.aten._assert_tensor_metadata.default]:
+            gm.graph.erase_node(n)
     gm.graph.lint()
     gm.recompile()
 

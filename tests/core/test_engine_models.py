@@ -326,6 +326,31 @@ def test_no_grad_region_and_list_input_are_quantized(tmp_path):
     assert 30 <= m["output_sqnr_db"] < 100 and m["onnx_parity_sqnr_db"] >= 35, m
 
 
+def test_autocast_regions_in_forward(tmp_path):
+    # a bfloat16 autocast region wrote a bfloat16 Gemm that ONNX Runtime cannot run (the run crashed);
+    # a region that turns autocast off (numerically touchy code does) hid its layers from the quantizer
+    import torch
+    from torch import nn
+
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = _small_cnn(), nn.Linear(10, 4)
+
+        def forward(self, x):
+            with torch.autocast("cpu", enabled=False):
+                y = self.body(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                z = self.head(y)
+            return z.float()
+
+    report = quantize(_save(Mixed(), (torch.randn(2, 3, 32, 32),), tmp_path / "m.pt2"), tmp_path / "out")
+    m = report["metrics"]
+    assert m["onnx_checker"] == "ok" and m["onnx_parity_sqnr_db"] >= 35 and m["output_sqnr_db"] >= 30, m
+    assert m["ort_op_counts"].get("QLinearConv") == 2 and m["ort_op_counts"].get("QGemm") == 1, m
+    assert any("compute in torch.bfloat16" in w for w in report["warnings"]), report["warnings"]
+
+
 def test_nothing_to_quantize_says_so(tmp_path):
     import torch
     from torch import nn
