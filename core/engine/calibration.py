@@ -148,12 +148,48 @@ def _from_arrays(source: str, arrays: list, specs: list[InputSpec], samples: int
                 f"{str(spec.dtype).replace('torch.', '')}"
             )
         counts.add(arr.shape[0])
-        tensors.append(torch.from_numpy(np.ascontiguousarray(arr[:samples])).to(spec.dtype))
+        t = torch.from_numpy(np.ascontiguousarray(arr[:samples])).to(spec.dtype)
+        if want_float and not (finite := torch.isfinite(t.reshape(t.shape[0], -1)).all(1)).all():
+            raise UserError(
+                f"calibration data for '{spec.name}' holds NaN or infinite values (sample "
+                f"{int((~finite).nonzero()[0])} is the first); ranges cannot be measured from them: "
+                "clean those samples or leave them out"
+            )
+        tensors.append(t)
     if len(counts) != 1:
         raise UserError(f"the calibration arrays hold different sample counts: {sorted(counts)}")
     if min(counts) == 0:
         raise UserError(f"{Path(source).name} holds no samples")
     return CalibrationData(source, tensors)
+
+
+OUTLIER_RATIO = 50.0  # max |x| over the 99.9th percentile of |x|; ~1.4 for Gaussian data, ~1 for images
+
+
+def value_warnings(calib: CalibrationData, specs: list[InputSpec]) -> list[str]:
+    """Data that loads but cannot give useful ranges: a constant input, or a few extreme values that
+    set the input's whole 8-bit range (one 1e6 among unit values leaves every other value on step 0)."""
+    out = []
+    for t, spec in zip(calib.inputs, specs):
+        if not spec.dtype.is_floating_point or t.numel() == 0:
+            continue
+        flat = t.detach().float().flatten()
+        lo, hi = float(flat.min()), float(flat.max())
+        if lo == hi:
+            out.append(
+                f"calibration data for '{spec.name}' is constant (every value {lo:g}): ranges will not fit "
+                "real inputs"
+            )
+            continue
+        mags = flat.abs()[:: max(1, flat.numel() // 1_000_000)]
+        typical = float(mags.kthvalue(max(1, int(0.999 * mags.numel()))).values)
+        peak = float(flat.abs().max())
+        if typical > 0 and peak > OUTLIER_RATIO * typical:
+            out.append(
+                f"calibration data for '{spec.name}' has extreme values (up to {peak:.3g}, while 99.9% are "
+                f"within ±{typical:.3g}); the input's 8-bit range is set by them: check the data"
+            )
+    return out
 
 
 def image_files(folder: Path) -> list[Path]:

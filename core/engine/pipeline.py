@@ -176,6 +176,7 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
         )
     if calib.skipped:
         warnings.append(f"{len(calib.skipped)} calibration file(s) could not be read and were skipped")
+    warnings.extend(calibration.value_warnings(calib, specs))
     t_cal = time.monotonic()
     qat_info = None
     half = None

@@ -82,3 +82,32 @@ def test_labelled_folder_uses_classes_txt(tmp_path):
     (tmp_path / "classes.txt").write_text("cat\ndog\n")
     xs, ys, classes = cal.load_labelled_folder(str(tmp_path), IMG, "imagenet")
     assert classes == ["0_cat", "1_dog"] and sorted(set(ys.tolist())) == [0, 1] and len(xs) == 4
+
+
+def test_non_finite_values_are_refused_with_the_sample(tmp_path):
+    # a NaN crashed calibration deep in an observer ("torch.histc: range of [-nan, -nan] is not finite")
+    arr = np.random.default_rng(0).standard_normal((6, 3, 32, 32)).astype(np.float32)
+    arr[4, 1, 2, 3] = np.nan
+    np.save(tmp_path / "d.npy", arr)
+    with pytest.raises(UserError, match=r"NaN or infinite values \(sample 4 is the first\)"):
+        cal.load_calibration(str(tmp_path / "d.npy"), IMG, samples=100)
+    # a sample past --samples is never read, so it does not count
+    assert len(cal.load_calibration(str(tmp_path / "d.npy"), IMG, samples=4)) == 4
+
+
+def test_value_warnings():
+    rng = np.random.default_rng(0)
+    spec = [cal.InputSpec("x", (64,), torch.float32)]
+
+    def warnings(arr):
+        return cal.value_warnings(cal.CalibrationData("t", [torch.from_numpy(arr.astype(np.float32))]), spec)
+
+    normal = rng.standard_normal((32, 64))
+    assert warnings(normal) == []
+    sparse = np.zeros((32, 64))
+    sparse[0, 0] = 1.0  # one-hot style data: the percentile is 0, nothing to compare against
+    assert warnings(sparse) == []
+    assert "is constant (every value 0)" in warnings(np.zeros((32, 64)))[0]
+    spiked = normal.copy()
+    spiked[3, 7] = 1e6
+    assert "extreme values (up to 1e+06" in warnings(spiked)[0]
