@@ -51,6 +51,9 @@ from core.progress import Progress
 
 SCHEMA = 1
 ANALYSIS_SAMPLES = 32
+NON_FINITE_HINT = (
+    "(a log, square root or division of zero or a negative number?); fix the model or leave those samples out"
+)
 MIN_HELD_OUT = 4  # samples per half before candidates are judged on held-out ones
 STAGES = ("load", "capture", "prepare", "calibrate", "convert", "analyse", "export", "report")
 # share of the progress bar per stage; calibration and export dominate wall time
@@ -206,6 +209,7 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
                 _calibrate(prepared, calib, batch_size, device, p, start=mid)
             else:
                 _calibrate(prepared, calib, batch_size, device, p)
+        _check_ranges_finite(prepared)
         if opts.preset in SCHEMES:
             for model in (prepared, half):
                 if model is not None:
@@ -412,9 +416,32 @@ def _calibrate(
     done = start
     with torch.no_grad():
         for batch in calib.part(start, total if stop is None else stop).batches(batch_size):
-            prepared(*(t.to(device) for t in batch))
-            done += int(batch[0].shape[0])
+            n = int(batch[0].shape[0])
+            try:
+                prepared(*(t.to(device) for t in batch))
+            except RuntimeError as e:
+                if "not finite" not in str(e):
+                    raise
+                # a histogram observer met inf or NaN: the model made them from finite inputs
+                raise UserError(
+                    f"the model computes NaN or infinite values on calibration samples {done + 1}-{done + n} "
+                    + NON_FINITE_HINT
+                ) from None
+            done += n
             p(done / total, f"calibrated {done}/{total} samples")
+
+
+def _check_ranges_finite(prepared: GraphModule) -> None:
+    """A min/max observer keeps NaN or an infinite bound and convert later fails on an assertion; an
+    observer calibration never reached keeps (+inf, -inf), which convert handles, so it is not one."""
+    for module in prepared.modules():
+        lo, hi = getattr(module, "min_val", None), getattr(module, "max_val", None)
+        if not (isinstance(lo, torch.Tensor) and isinstance(hi, torch.Tensor)):
+            continue
+        if lo.isnan().any() or hi.isnan().any() or (lo == -torch.inf).any() or (hi == torch.inf).any():
+            raise UserError(
+                "the model computes NaN or infinite values on the calibration data " + NON_FINITE_HINT
+            )
 
 
 def _save_pt2(module, example_inputs, dynamic: bool, path: Path) -> None:

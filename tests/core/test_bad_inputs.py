@@ -227,3 +227,45 @@ def test_program_exported_in_training_mode_is_switched_to_inference(tmp_path):
     assert any("exported in training mode" in w for w in report["warnings"]), report["warnings"]
     m = report["metrics"]
     assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
+
+
+def test_npy_with_nan(capsys, tmp_path, demo_args):
+    arr = np.zeros((4, 3, 64, 64), np.float32)
+    arr[2, 0, 0, 0] = np.nan
+    np.save(tmp_path / "c.npy", arr)
+    code, err = run_cli(capsys, "quantize", *demo_args, "--calib", str(tmp_path / "c.npy"))
+    assert_user_error(code, err, "NaN or infinite", "sample 2")
+
+
+@pytest.mark.parametrize("observer", ["histogram", "minmax"])
+def test_model_that_computes_infinities_is_explained(capsys, tmp_path, observer):
+    # log(0) = -inf on a silent frame: a histogram observer crashed ("torch.histc: range of [-nan,
+    # -nan] is not finite"), a min/max one failed an assertion in convert ("min nan should be less
+    # than max nan")
+    import torch
+    from torch import nn
+
+    class LogSpectrum(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv1d(16, 32, 3, padding=1), nn.Linear(32, 4)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(torch.log(x.abs()))).mean(2))
+
+    batch = torch.export.Dim("batch")
+    ep = torch.export.export(LogSpectrum().eval(), (torch.randn(2, 16, 50),), dynamic_shapes=({0: batch},))
+    torch.export.save(ep, tmp_path / "m.pt2")
+    frames = np.random.default_rng(0).standard_normal((16, 16, 50)).astype(np.float32)
+    frames[5, :, 10:20] = 0
+    np.save(tmp_path / "c.npy", frames)
+    argv = [
+        "quantize",
+        str(tmp_path / "m.pt2"),
+        "--out",
+        str(tmp_path / "o"),
+        "--calib",
+        str(tmp_path / "c.npy"),
+    ]
+    code, err = run_cli(capsys, *argv, "--observer", observer)
+    assert_user_error(code, err, "the model computes NaN or infinite values", "fix the model")
