@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch._ops import HigherOrderOperator
 from torch.fx import GraphModule
 from torchao.quantization.pt2e import move_exported_model_to_eval
 from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
@@ -159,6 +160,14 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
             f"{len(wide)} layer(s) compute in {wide[0].meta['val'].dtype} and stay in float (first: "
             f"{module_path(wide[0]) or wide[0].name}); int8 starts from float32: export the model after "
             "model.float() to quantize them"
+        )
+    if flow := sorted(
+        {str(n.target) for n in graph.graph.nodes if isinstance(n.target, HigherOrderOperator)}
+    ):
+        warnings.append(
+            f"the layers inside the model's {', '.join('torch.' + f for f in flow)} regions stay float: "
+            "quantizers do not look "
+            "inside control flow (torch.cond on a fixed flag can become a plain if before export)"
         )
     quantizer = build_quantizer(qopts, graph)
     prepare = prepare_qat_pt2e if opts.qat_epochs else prepare_pt2e
@@ -399,7 +408,7 @@ def _nothing_quantized(opts: QuantizeOptions) -> str:
     why = (
         "every layer it has is kept in float (--keep-float)"
         if opts.keep_float
-        else f"it has no layer the {opts.preset} preset runs in int8 (convolutions, linears, matmuls)"
+        else f"the {opts.preset} preset found no layer it runs in int8 (convolutions, linears, matmuls)"
     )
     return f"nothing in this model was quantized: {why}; the int8 files compute what the float model does"
 
