@@ -141,15 +141,22 @@ def _capture(loaded: LoadedModel) -> Captured:
             raise ValueError("the exported graph specialised the batch dimension")
         return Captured(program_module(ep), inputs, None, warnings)
     except Exception as dyn_error:
-        fixed = loaded.example_inputs
+        # copies: the failed dynamic export marked the batch of the tensors it saw as dynamic, and a
+        # program saved at batch 2 or more then failed again on them ("Constraints violated")
+        fixed = tuple(t.clone() for t in loaded.example_inputs)
         try:
             gm = program_module(_export(module, tuple(fixed)))
         except Exception as e:
             raise UserError(explain_capture_error(e, loaded.source_file)) from e
         batch = int(fixed[0].shape[0])
+        why = (
+            "the .pt2 program was exported without a dynamic batch dimension; export it with "
+            "dynamic_shapes={0: torch.export.Dim('batch')} per input to accept any batch"
+            if loaded.exported is not None
+            else f"its graph fixes the batch: {_first_line(dyn_error)[:160]}"
+        )
         warnings.append(
-            f"the model only accepts batch size {batch} (its graph fixes the batch: "
-            f"{_first_line(dyn_error)[:160]}); calibration runs {batch} sample(s) at a time"
+            f"the model only accepts batch size {batch} ({why}); calibration runs {batch} sample(s) at a time"
         )
         return Captured(gm, tuple(fixed), batch, warnings)
 

@@ -213,13 +213,18 @@ def latency_blocks(
 def latency_ms(
     sessions: dict[str, ort.InferenceSession], inputs: tuple, budget_s: float = 1.5
 ) -> dict[str, float]:
-    """Median batch-1 latency of each session (see `latency_blocks`)."""
-    one = tuple(t[:1] for t in inputs)
+    """Median batch-1 latency of each session (see `latency_blocks`); a file whose batch is fixed
+    runs at that batch."""
     feeds = {
-        k: {i.name: t.detach().cpu().numpy() for i, t in zip(s.get_inputs(), one)}
+        k: {i.name: t[: _fixed_rows(i)].detach().cpu().numpy() for i, t in zip(s.get_inputs(), inputs)}
         for k, s in sessions.items()
     }
     return {k: statistics.median(v) for k, v in latency_blocks(sessions, feeds, budget_s).items()}
+
+
+def _fixed_rows(arg: ort.NodeArg) -> int:
+    rows = arg.shape[0] if arg.shape else None
+    return rows if isinstance(rows, int) else 1
 
 
 def _torch_scopes(model: onnx.ModelProto) -> dict[str, tuple[str, str]]:

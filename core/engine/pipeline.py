@@ -360,7 +360,11 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
             "format": loaded.format,
             "params": analysis.parameter_count(float_model),
             "inputs": [
-                {"name": s.name, "shape": ["N", *s.shape], "dtype": str(s.dtype).replace("torch.", "")}
+                {
+                    "name": s.name,
+                    "shape": [cap.fixed_batch or "N", *s.shape],
+                    "dtype": str(s.dtype).replace("torch.", ""),
+                }
                 for s in specs
             ],
             "fixed_batch": cap.fixed_batch,

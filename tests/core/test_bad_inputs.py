@@ -229,6 +229,37 @@ def test_program_exported_in_training_mode_is_switched_to_inference(tmp_path):
     assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
 
 
+def test_program_exported_with_a_fixed_batch_of_several(tmp_path):
+    # torch.export.export(model, (x,)) with x of batch 4 and no dynamic_shapes: capture's first, dynamic
+    # try marked the batch of the very tensors it then retried with, and loading failed ("Constraints
+    # violated"); the batch-1 latency run then fed a file that takes batch 4 only
+    import onnxruntime as ort
+    import torch
+    from torch import nn
+
+    from core.engine.pipeline import quantize
+    from core.jobs.spec import QuantizeOptions
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    torch.export.save(torch.export.export(model, (torch.randn(4, 3, 16, 16),)), tmp_path / "fixed.pt2")
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((12, 3, 16, 16)).astype(np.float32))
+    report = quantize(
+        QuantizeOptions(
+            model=str(tmp_path / "fixed.pt2"),
+            out_dir=str(tmp_path / "o"),
+            calib=str(tmp_path / "c.npy"),
+            samples=12,
+        )
+    )
+    assert report["model"]["fixed_batch"] == 4 and report["model"]["inputs"][0]["shape"] == [4, 3, 16, 16]
+    assert report["calibration"]["batch_size"] == 4
+    assert any("without a dynamic batch dimension" in w for w in report["warnings"]), report["warnings"]
+    m = report["metrics"]
+    assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
+    assert ort.InferenceSession(str(tmp_path / "o" / "model.int8.onnx")).get_inputs()[0].shape[0] == 4
+
+
 def test_npy_with_nan(capsys, tmp_path, demo_args):
     arr = np.zeros((4, 3, 64, 64), np.float32)
     arr[2, 0, 0, 0] = np.nan
