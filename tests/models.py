@@ -537,6 +537,48 @@ class TfActivations(nn.Module):
         return self.c(self.b(torch.maximum(x, 0.2 * x)).clamp(min=0))
 
 
+class KerasSame(nn.Module):
+    """How ported Keras models pad: F.pad on the input before a stride-2 conv, padding="same" with an
+    even kernel (torch pads the extra row on the far side), F.relu6."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, stride=2)
+        self.b = nn.Conv2d(8, 8, 4, padding="same", bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.c = nn.Conv2d(8, 4, 3, padding="same")
+
+    def forward(self, x):
+        x = F.relu6(self.a(F.pad(x, (0, 1, 0, 1))))
+        return self.c(F.relu6(self.bn(self.b(x))))
+
+
+class Generator(nn.Module):
+    """A DCGAN-style upsampler: transposed convs (kernel 4, stride 2) with BN and ReLU, a conv head."""
+
+    def __init__(self):
+        super().__init__()
+        self.up1 = nn.ConvTranspose2d(8, 16, 4, 2, 1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        self.up2 = nn.ConvTranspose2d(16, 8, 4, 2, 1)
+        self.head = nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, x):
+        return self.head(F.relu(self.up2(F.relu(self.bn(self.up1(x))))))
+
+
+class Upsampler1d(nn.Module):
+    """A vocoder's upsampling: a transposed conv1d (kernel 16, stride 8), LeakyReLU, a conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose1d(16, 8, 16, 8, 4)
+        self.conv = nn.Conv1d(8, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.leaky_relu(self.up(x), 0.1))
+
+
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give BatchNorms non-trivial statistics so folding them is really exercised."""
     g = torch.Generator().manual_seed(seed)
@@ -589,6 +631,9 @@ ZOO = {
     "input_norm": (InputNorm, (3, 16, 16)),
     "channel_scale": (ChannelScale, (3, 16, 16)),
     "tf_activations": (TfActivations, (3, 16, 16)),
+    "keras_same": (KerasSame, (3, 16, 16)),
+    "generator": (Generator, (8, 4, 4)),
+    "upsampler_1d": (Upsampler1d, (16, 20)),
 }
 
 

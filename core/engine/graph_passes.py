@@ -21,6 +21,8 @@ from torch.utils._pytree import tree_leaves
 from torchao.quantization.pt2e.constant_fold import constant_fold
 from torchao.quantization.pt2e.utils import _is_conv_or_conv_transpose_node, fold_bn_weights_into_conv_node
 
+from core.engine.quantizers import only_feeds_output
+
 aten = torch.ops.aten
 BN_OPS = {aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default}
 GLOBAL_POOLS = {
@@ -412,6 +414,131 @@ def _avg_pool_as_conv(gm: GraphModule, node: Node, window) -> Node:
     )
 
 
+_TRANSPOSED = {aten.conv_transpose1d.default: 1, aten.conv_transpose2d.input: 2}
+# activations that fold into a conv's output Q (or get their own, LeakyReLU), and the ops that only
+# move values, which they commute with
+_MOVES = {
+    aten.pixel_shuffle.default,
+    aten.slice.Tensor,
+    aten.reshape.default,
+    aten.view.default,
+    aten.transpose.int,
+    aten.permute.default,
+}
+_ELEMENTWISE = {
+    aten.relu.default: aten.relu.default,
+    aten.relu_.default: aten.relu.default,
+    aten.hardtanh.default: aten.hardtanh.default,
+    aten.hardtanh_.default: aten.hardtanh.default,
+    aten.leaky_relu.default: aten.leaky_relu.default,
+}
+
+
+def _subpixel_weight(weight: torch.Tensor, s: int, taps: list[int], groups: int) -> torch.Tensor:
+    """(c_in, c_out / groups, k...) -> (c_out * s^d, c_in / groups, K...): taps padded to K * s,
+    split into phases, reversed; output channel c * s^d + phase, the order pixel_shuffle reads."""
+    d, k, (c_in, c_out_g) = len(taps), weight.shape[2:], weight.shape[:2]
+    w = torch.nn.functional.pad(
+        weight, [v for kk, t in zip(reversed(k), reversed(taps)) for v in (0, t * s - kk)]
+    )
+    w = w.reshape(groups, c_in // groups, c_out_g, *[v for t in taps for v in (t, s)])
+    w = w.flip([3 + 2 * i for i in range(d)])
+    order = [0, 2, *[4 + 2 * i for i in range(d)], 1, *[3 + 2 * i for i in range(d)]]
+    return w.permute(order).reshape(groups * c_out_g * s**d, c_in // groups, *taps).contiguous()
+
+
+def _subpixel(gm: GraphModule, node: Node) -> Node | None:
+    """A transposed conv (stride s, kernel k) -> a conv with s^d times the output channels, one per
+    output phase, then a pixel shuffle and a crop: the sub-pixel form of the same sums.
+
+    ONNX Runtime has no integer kernel for ConvTranspose on the CPU, so DQ -> ConvTranspose -> Q ran in
+    float in our files and in onnxruntime's quantizer's (a U-Net's upsampling, a vocoder's and
+    Conv-TasNet's decoders); as a conv it runs as QLinearConv, and the shuffle and crop move int8.
+    Output position n reads input j with tap n + p - j*s: the taps of phase r = (n + p) mod s are
+    k[r], k[r + s], ..., a plain correlation of the input padded by K - 1 = ceil(k / s) - 1 with those
+    taps reversed. Not for dilations or symbolic sizes; 2-D only with equal strides (pixel_shuffle).
+    Not for one that only feeds the model output either: as a conv its output would be rounded to 8
+    bits, and Conv-TasNet's decoder lost 3.4 dB.
+    """
+    if only_feeds_output(node):
+        return None
+    x, w_node = node.args[:2]
+    bias, stride, padding, out_pad, groups, dilation = (
+        *node.args[2:],
+        *(None, [1], [0], [0], 1, [1])[len(node.args) - 2 :],
+    )
+    d = _TRANSPOSED[node.target]
+    stride, padding, out_pad, dilation = (
+        [*v] * d if len(v) == 1 else [*v] for v in (stride, padding, out_pad, dilation)
+    )
+    weight = _const(gm, w_node)
+    b = _const(gm, bias) if isinstance(bias, Node) else None
+    xv = x.meta.get("val") if isinstance(x, Node) else None
+    if weight is None or (bias is not None and b is None) or xv is None or any(v != 1 for v in dilation):
+        return None
+    sizes = list(xv.shape[2:])
+    if len(set(stride)) != 1 or any(not isinstance(v, int) for v in sizes):
+        return None
+    s = stride[0]
+    k = list(weight.shape[2:])
+    taps = [-(-kk // s) for kk in k]  # K per axis
+    c_out_g = weight.shape[1]
+    out_sizes = [(n - 1) * s - 2 * p + kk + op for n, p, kk, op in zip(sizes, padding, k, out_pad)]
+    # phases needed per axis: the crop reads rows p .. p + out - 1 of the shuffled output
+    rows = [-(-(p + o) // s) for p, o in zip(padding, out_sizes)]
+    w = _subpixel_weight(weight, s, taps, groups)
+    # whole rows of the padding p need not be computed: `skip` fewer zeros before, a shorter crop
+    skip = [min(p // s, t - 1) for p, t in zip(padding, taps)]
+    before = [t - 1 - q for t, q in zip(taps, skip)]
+    after = [max(r - n, 0) for r, n in zip(rows, sizes)]
+    if before != after:
+        pads = [v for a, z in zip(reversed(before), reversed(after)) for v in (a - min(a, z), z - min(a, z))]
+        x = _call(gm, node, aten.pad.default, (x, pads, "constant", None))
+    sub_bias = None if b is None else _new_constant(gm, node, b.repeat_interleave(s**d))
+    conv_args = (
+        x,
+        _new_constant(gm, node, w),
+        sub_bias,
+        [1] * d,
+        [min(a, z) for a, z in zip(before, after)],
+        [1] * d,
+        groups,
+    )
+    out = _call(gm, node, CONV_BY_RANK[d + 2], conv_args)
+    # the conv's output size per axis (its fake value can hold a symbol)
+    conv_out = [n + a + z - t + 1 for n, a, z, t in zip(sizes, before, after, taps)]
+    if s == 1:
+        pass
+    elif d == 2:
+        out = _call(gm, node, aten.pixel_shuffle.default, (out, s))
+    else:
+        n = conv_out[0]
+        out = _call(gm, node, aten.reshape.default, (out, [-1, groups * c_out_g, s, n]))
+        out = _call(gm, node, aten.transpose.int, (out, 2, 3))
+        out = _call(gm, node, aten.reshape.default, (out, [-1, groups * c_out_g, n * s]))
+    for axis, (p, q, o, n) in enumerate(zip(padding, skip, out_sizes, conv_out)):
+        if (p - q * s, o) != (0, n * s):
+            out = _call(gm, node, aten.slice.Tensor, (out, 2 + axis, p - q * s, p - q * s + o))
+    return out
+
+
+def _activation_before_moves(gm: GraphModule, node: Node) -> Node | None:
+    """act(shuffle(conv(x))) -> shuffle(act(conv(x))), through any chain of value-moving ops.
+
+    After a pixel shuffle (a sub-pixel upsampler, or a transposed conv rewritten by `_subpixel`) a ReLU
+    ran in float between DQ and Q; next to its conv it folds into the conv's output Q."""
+    chain, x = [], node.args[0]
+    while isinstance(x, Node) and x.op == "call_function" and x.target in _MOVES and len(x.users) == 1:
+        chain.append(x)
+        x = x.args[0]
+    if not chain or not (isinstance(x, Node) and x.target in AFFINE_FOLDABLE and len(x.users) == 1):
+        return None
+    out = _call(gm, node, _ELEMENTWISE[node.target], (x, *node.args[1:]))
+    for move in reversed(chain):
+        out = _call(gm, node, move.target, (out, *move.args[1:]))
+    return out
+
+
 def _roll(gm: GraphModule, node: Node) -> Node | None:
     """torch.roll over static axes as slices and a concatenation per axis (Swin's shifted windows).
 
@@ -531,6 +658,19 @@ def _alone_in_place(node: Node) -> bool:
     return node.target not in _IN_PLACE or isinstance(x, Node) and len(x.users) == 1
 
 
+def _relu6_as_hardtanh(gm: GraphModule) -> int:
+    """F.relu6 exports as aten.relu6, which no annotator matched (nn.ReLU6 exports as hardtanh): the
+    conv before it kept a signed output range and the Clip ran in float (a Keras-style net 1.2 dB
+    under onnxruntime's quantizer on 256 new inputs)."""
+    nodes = [n for n in gm.graph.nodes if n.op == "call_function" and n.target in _RELU6]
+    for node in nodes:
+        node.target, node.args = _RELU6[node.target], (node.args[0], 0.0, 6.0)
+    return len(nodes)
+
+
+_RELU6 = {aten.relu6.default: aten.hardtanh.default, aten.relu6_.default: aten.hardtanh_.default}
+
+
 def merge_clamps(gm: GraphModule) -> int:
     """clamp(relu(x), max=6) and relu -> hard-tanh chains become one clamp, and a clamp after a
     multiply by c > 0 moves before it (bounds / c); returns how many clamps were merged or moved.
@@ -569,7 +709,7 @@ def merge_clamps(gm: GraphModule) -> int:
     return count
 
 
-def decompose_for_int8(gm: GraphModule) -> int:
+def decompose_for_int8(gm: GraphModule, qat: bool = False) -> int:
     """SiLU -> x * sigmoid(x), hard-swish -> x * hard-sigmoid(x) (hard-sigmoid itself as below), PReLU
     with one slope -> LeakyReLU, GLU -> half * sigmoid(other half), add(x, y, alpha) -> x + y * alpha,
     a depthwise conv with a channel multiplier -> repeat + depthwise, an average pool -> a depthwise
@@ -586,7 +726,7 @@ def decompose_for_int8(gm: GraphModule) -> int:
     exporter has already split them. scaled_dot_product_attention is left whole on purpose: split into
     int8 matmuls and softmax, a ViT-tiny ran 0.98x of onnxruntime's quantizer instead of 0.91x.
     """
-    count = merge_clamps(gm)
+    count = _relu6_as_hardtanh(gm) + merge_clamps(gm)
     for node in list(gm.graph.nodes):
         if node.op != "call_function":
             continue
@@ -606,6 +746,10 @@ def decompose_for_int8(gm: GraphModule) -> int:
             new = glu
         elif (window := _pool_window(node)) is not None:
             new = _avg_pool_as_conv(gm, node, window)
+        elif node.target in _TRANSPOSED and not qat and (sub := _subpixel(gm, node)) is not None:
+            new = sub
+        elif node.target in _ELEMENTWISE and (moved := _activation_before_moves(gm, node)) is not None:
+            new = moved
         elif node.target is aten.roll.default and (rolled := _roll(gm, node)) is not None:
             new = rolled
         elif node.target is aten.relu.default and (relus := _relu_of_cat(gm, node)) is not None:
@@ -818,6 +962,60 @@ def _scalar_constant(gm: GraphModule, node) -> float | None:
     return number if number > 0 else None
 
 
+_CONV_WITH_PADDING_MODE = {
+    aten.conv1d.padding: aten.conv1d.default,
+    aten.conv2d.padding: aten.conv2d.default,
+    aten.conv3d.padding: aten.conv3d.default,
+}
+
+
+def explicit_conv_padding(gm: GraphModule) -> int:
+    """conv(padding="same" | "valid") -> a conv with numbers for padding; where "same" needs an odd
+    total (an even kernel), torch pads the extra zero on the far side, written here as a zero pad
+    before the conv.
+
+    Every annotator matches the numeric overload only: a ConvMixer's depthwise convs, written with
+    padding="same", stayed float with float weights (onnxruntime's quantizer, which reads the exported
+    file, ran them in int8), and a BatchNorm after such a conv was not folded.
+    """
+    count = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in _CONV_WITH_PADDING_MODE:
+            continue
+        x, weight, bias, stride, mode, dilation, groups = (
+            *node.args,
+            *(node.kwargs.get(k, d) for k, d in list(_PADDING_DEFAULTS.items())[len(node.args) :]),
+        )
+        spatial = weight.meta["val"].dim() - 2
+        dilation = list(dilation) * spatial if len(dilation) == 1 else list(dilation)
+        totals = [0] * spatial
+        if mode == "same":
+            totals = [d * (k - 1) for d, k in zip(dilation, weight.meta["val"].shape[2:])]
+        if any(t % 2 for t in totals):
+            far_side = [v for t in reversed(totals) for v in (0, t % 2)]  # F.pad order: last dim first
+            x = _call(gm, node, aten.pad.default, (x, far_side, "constant", None))
+        args = (x, weight, bias, stride, [t // 2 for t in totals], dilation, groups)
+        new = _call(gm, node, _CONV_WITH_PADDING_MODE[node.target], args)
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+        count += 1
+    if count:
+        gm.recompile()
+    return count
+
+
+# the .padding overloads' arguments after input and weight, with their defaults
+_PADDING_DEFAULTS = {
+    "input": None,
+    "weight": None,
+    "bias": None,
+    "stride": [1],
+    "padding": "valid",
+    "dilation": [1],
+    "groups": 1,
+}
+
+
 def views_as_reshapes(gm: GraphModule) -> int:
     """aten.view -> aten.reshape, which is the same view wherever the strides allow one.
 
@@ -841,6 +1039,7 @@ def prepare_graph(gm: GraphModule, own_annotator: bool, qat: bool = False) -> in
     its module and expect the linear op itself to be that module's output, and Inductor fuses SiLU
     itself.
     """
+    explicit_conv_padding(gm)
     split_shared_module_calls(gm)
     fold_conv_bn(gm)
     global_pool_as_mean(gm)
@@ -848,5 +1047,5 @@ def prepare_graph(gm: GraphModule, own_annotator: bool, qat: bool = False) -> in
         if not qat:
             fold_parameter_math(gm)
         linear_as_2d(gm)
-        decompose_for_int8(gm)
+        decompose_for_int8(gm, qat)
     return bn_to_depthwise_conv(gm)

@@ -429,7 +429,12 @@ class OpQuantizer(Quantizer):
                     # which then runs on uint8): the ReLU folds into the Q that op needs anyway and
                     # vanishes. Not before a float op: a Pad would add a Q/DQ pair for nothing
                     node.meta[Q_KEY] = QuantizationAnnotation(output_qspec=self.act, _annotated=True)
-                elif t in OWN_RANGE_OPS and _observed_by_a_user(src) and not _only_feeds_output(node):
+                elif t is aten.pad.default and _pads_zeros(node) and _only_into_convs(node):
+                    # a zero pad on the model input or after a float op (TF-style "same" padding):
+                    # quantized before the pad, it runs on uint8 and becomes the conv's own padding
+                    # (see zero_pads_keep_input_range) instead of a float Pad
+                    self._annotate_unary(node, src, self.act)
+                elif t in OWN_RANGE_OPS and _observed_by_a_user(src) and not only_feeds_output(node):
                     # a SiLU gate after a float op: the multiply quantizes x anyway, so the sigmoid
                     # reads those integers too and runs as QLinearSigmoid
                     self._annotate_unary(node, src, self.act)
@@ -441,7 +446,7 @@ class OpQuantizer(Quantizer):
             elif (c := _scaling_factor(node)) is not None:
                 # same integers, scale times c: onnx_passes.fold_scaling_muls drops the multiply
                 self._annotate_unary(node, src, self._scaled(src, node, c))
-            elif (t in AVERAGING_OPS or t in OWN_RANGE_OPS) and not _only_feeds_output(node):
+            elif (t in AVERAGING_OPS or t in OWN_RANGE_OPS) and not only_feeds_output(node):
                 # an average's range is narrower than its input's (QLinearGlobalAveragePool takes two
                 # scales); a sigmoid's or softmax's differs altogether: both get their own
                 self._annotate_unary(node, src, self.act)
@@ -548,9 +553,8 @@ def zero_pads_keep_input_range(prepared: GraphModule) -> int:
         if not (isinstance(before, Node) and before.op == "call_module"):
             continue
         obs, src = getattr(prepared, node.target), getattr(prepared, before.target)
-        into_convs = all(u.target in CONV_OPS and u.args[0] is node for u in node.users)
         if (
-            into_convs
+            _only_into_convs(node)
             and uses[id(obs)] == 1
             and _range_module(obs)
             and type(obs) is type(src)
@@ -571,6 +575,10 @@ def replace_observers(model: GraphModule, replace: dict[int, torch.nn.Module]) -
     for mod in model.modules():
         if isinstance(mod, DerivedObserverOrFakeQuantize):
             mod.obs_or_fqs = [replace.get(id(o), o) for o in mod.obs_or_fqs]
+
+
+def _only_into_convs(node: Node) -> bool:
+    return all(u.target in CONV_OPS and u.args[0] is node for u in node.users)
 
 
 def _pads_zeros(pad: Node) -> bool:
@@ -600,10 +608,10 @@ def _feeds_quantized(node: Node) -> bool:
     return _observed_by_a_user(node) or any(_passes_through(u) and _feeds_quantized(u) for u in node.users)
 
 
-def _only_feeds_output(node: Node) -> bool:
+def only_feeds_output(node: Node) -> bool:
     """A model output keeps float precision: quantizing it would only add a Q/DQ pair at the end (also
     seen through a flatten: a pooled embedding rounded to 8 bits lost 6 dB against a float mean)."""
-    return all(u.op == "output" or _passes_through(u) and _only_feeds_output(u) for u in node.users)
+    return all(u.op == "output" or _passes_through(u) and only_feeds_output(u) for u in node.users)
 
 
 def _inductor_quantizer(kind: str, opts: QuantizerOptions, modules: Callable[[], list[str]]):

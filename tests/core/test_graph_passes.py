@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -134,3 +135,78 @@ def test_hand_written_linears_become_linears():
     assert ops.count(aten.linear.default) == 3 and aten.addmm.default not in ops, ops
     assert aten.matmul.default not in ops and aten.add.Tensor not in ops, ops
     torch.testing.assert_close(gm(x), want, rtol=1e-5, atol=1e-4)
+
+
+class SamePadding(nn.Module):
+    """padding="same" with odd and even kernels and a dilation, "valid", each conv followed by a BN."""
+
+    def __init__(self):
+        super().__init__()
+        self.dw = nn.Conv2d(4, 4, 7, groups=4, padding="same")
+        self.even = nn.Conv2d(4, 6, (4, 3), padding="same", dilation=(1, 2), bias=False)
+        self.valid = nn.Conv2d(6, 5, 3, padding="valid")
+        self.bns = nn.ModuleList(nn.BatchNorm2d(c) for c in (4, 6, 5))
+        for bn in self.bns:
+            nn.init.uniform_(bn.running_mean, -1, 1), nn.init.uniform_(bn.running_var, 0.5, 2)
+
+    def forward(self, x):
+        for conv, bn in zip((self.dw, self.even, self.valid), self.bns):
+            x = bn(conv(x))
+        return x
+
+
+def test_string_padding_becomes_numbers_and_folds_its_batch_norm():
+    # the annotators match conv2d's numeric overload only: a ConvMixer's depthwise convs with
+    # padding="same" kept float weights, and a BN after such a conv stayed unfolded
+    torch.manual_seed(0)
+    model, x = SamePadding().eval(), torch.randn(2, 4, 11, 12)
+    gm, want = _prepared(model, x)
+    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert ops.count(torch.ops.aten.conv2d.default) == 3, ops
+    assert ops.count(torch.ops.aten.pad.default) == 1, ops  # the even kernel's extra row
+    assert not any("batch_norm" in str(op) for op in ops), ops
+    torch.testing.assert_close(gm(x), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [
+        (nn.ConvTranspose2d(8, 6, 2, 2), (2, 8, 7, 9)),  # a U-Net's upsampling: a 1x1 conv per phase
+        (nn.ConvTranspose2d(8, 6, 4, 2, 1), (2, 8, 7, 9)),  # DCGAN's
+        (nn.ConvTranspose2d(8, 6, 3, 2, 1, output_padding=1), (2, 8, 7, 9)),
+        (nn.ConvTranspose2d(8, 8, 4, 2, 1, groups=8), (2, 8, 7, 9)),
+        (nn.ConvTranspose2d(8, 6, 5, 3, 0, output_padding=2, groups=2, bias=False), (2, 8, 5, 6)),
+        (nn.ConvTranspose2d(8, 6, (3, 5), 2, (0, 2)), (2, 8, 5, 6)),
+        (nn.ConvTranspose2d(8, 6, 3, 1, 1), (2, 8, 5, 7)),
+        (nn.ConvTranspose1d(8, 4, 16, 8, 4), (2, 8, 50)),  # a vocoder's
+        (nn.ConvTranspose1d(8, 4, 7, 3, 3, output_padding=2, groups=4), (2, 8, 50)),
+    ],
+)
+def test_transposed_convs_become_sub_pixel_convs(layer, shape):
+    # ONNX Runtime has no integer ConvTranspose: it ran in float in both quantizers' files
+    torch.manual_seed(0)
+    model, x = (
+        nn.Sequential(
+            layer,
+            nn.ReLU(),
+            nn.Conv1d(layer.out_channels, 3, 1) if len(shape) == 3 else nn.Conv2d(layer.out_channels, 3, 1),
+        ).eval(),
+        torch.randn(shape),
+    )
+    gm, want = _prepared(model, x)
+    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert not any("conv_transpose" in str(op) for op in ops), ops
+    # the ReLU comes straight after the conv, so it folds into that conv's output Q
+    first = ops.index(torch.ops.aten.conv1d.default if len(shape) == 3 else torch.ops.aten.conv2d.default)
+    assert ops[first + 1] == torch.ops.aten.relu.default, ops
+    torch.testing.assert_close(gm(x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_transposed_conv_that_makes_the_output_stays():
+    # as a conv its output would be rounded to 8 bits: Conv-TasNet's decoder lost 3.4 dB
+    model, x = (
+        nn.Sequential(nn.Conv1d(4, 8, 3), nn.ConvTranspose1d(8, 1, 16, 8)).eval(),
+        torch.randn(2, 4, 30),
+    )
+    gm, _ = _prepared(model, x)
+    assert torch.ops.aten.conv_transpose1d.default in [n.target for n in gm.graph.nodes]
