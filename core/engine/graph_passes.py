@@ -415,6 +415,7 @@ def _avg_pool_as_conv(gm: GraphModule, node: Node, window) -> Node:
 
 
 _TRANSPOSED = {aten.conv_transpose1d.default: 1, aten.conv_transpose2d.input: 2}
+_OUTPUT_ACTIVATIONS = frozenset({aten.tanh.default, aten.sigmoid.default})
 # activations that fold into a conv's output Q (or get their own, LeakyReLU), and the ops that only
 # move values, which they commute with
 _MOVES = {
@@ -457,10 +458,10 @@ def _subpixel(gm: GraphModule, node: Node) -> Node | None:
     Output position n reads input j with tap n + p - j*s: the taps of phase r = (n + p) mod s are
     k[r], k[r + s], ..., a plain correlation of the input padded by K - 1 = ceil(k / s) - 1 with those
     taps reversed. Not for dilations or symbolic sizes; 2-D only with equal strides (pixel_shuffle).
-    Not for one that only feeds the model output either: as a conv its output would be rounded to 8
-    bits, and Conv-TasNet's decoder lost 3.4 dB.
+    Not for one that only feeds the model output, also through a tanh or sigmoid, either: as a conv
+    its output would be rounded to 8 bits (Conv-TasNet's decoder lost 3.4 dB, DCGAN's last layer 5.3).
     """
-    if only_feeds_output(node):
+    if only_feeds_output(node, _OUTPUT_ACTIVATIONS):
         return None
     x, w_node = node.args[:2]
     bias, stride, padding, out_pad, groups, dilation = (

@@ -608,10 +608,14 @@ def _feeds_quantized(node: Node) -> bool:
     return _observed_by_a_user(node) or any(_passes_through(u) and _feeds_quantized(u) for u in node.users)
 
 
-def only_feeds_output(node: Node) -> bool:
+def only_feeds_output(node: Node, through: frozenset = frozenset()) -> bool:
     """A model output keeps float precision: quantizing it would only add a Q/DQ pair at the end (also
-    seen through a flatten: a pooled embedding rounded to 8 bits lost 6 dB against a float mean)."""
-    return all(u.op == "output" or _passes_through(u) and only_feeds_output(u) for u in node.users)
+    seen through a flatten: a pooled embedding rounded to 8 bits lost 6 dB against a float mean), and
+    through the ops in `through`."""
+    return all(
+        u.op == "output" or (_passes_through(u) or u.target in through) and only_feeds_output(u, through)
+        for u in node.users
+    )
 
 
 def _inductor_quantizer(kind: str, opts: QuantizerOptions, modules: Callable[[], list[str]]):

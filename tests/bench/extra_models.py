@@ -9,7 +9,8 @@ pooled branch (ASPP), LSTM, Conv3d, split-chain-concat blocks with chained max-p
 detection head (YOLO), GLU (Conformer), a module called twice and a channel max (CBAM), depthwise convs
 with a channel multiplier (MobileNet-V1), instance norm then ReLU (style transfer), average pools and
 clamps, max over time (text CNN), pre-activation blocks whose shortcut reads a conv before its BN
-(ResNet v2), causal zero-padded conv1d (WaveNet), shifted windows (Swin).
+(ResNet v2), causal zero-padded conv1d (WaveNet), shifted windows (Swin), transposed convs with
+kernel 4 (DCGAN's generator) and kernel 2x stride (a HiFi-GAN-style upsampler).
 """
 
 from __future__ import annotations
@@ -708,6 +709,45 @@ class Swinish(nn.Module):
         return self.head(self.block(self.embed(x).permute(0, 2, 3, 1)).mean((1, 2)))
 
 
+class DCGANGenerator(nn.Module):
+    """DCGAN's generator: a latent vector through transposed convs (kernel 4, stride 2), BN, ReLU, tanh."""
+
+    def __init__(self, nz=100, g=64):
+        super().__init__()
+
+        def up(i, o, stride=2, pad=1):
+            return [nn.ConvTranspose2d(i, o, 4, stride, pad, bias=False), nn.BatchNorm2d(o), nn.ReLU(True)]
+
+        self.net = nn.Sequential(
+            *up(nz, g * 8, 1, 0), *up(g * 8, g * 4), *up(g * 4, g * 2), *up(g * 2, g),
+            nn.ConvTranspose2d(g, 3, 4, 2, 1, bias=False), nn.Tanh(),
+        )  # fmt: skip
+
+    def forward(self, z):
+        return self.net(z)
+
+
+class HiFiGANUpsampler(nn.Module):
+    """HiFi-GAN's generator without its residual stacks: mel frames upsampled 8x, 8x, 2x by transposed
+    conv1d (kernel twice the stride), LeakyReLU between, a conv after each."""
+
+    def __init__(self, mels=80, c=256):
+        super().__init__()
+        self.pre = nn.Conv1d(mels, c, 7, padding=3)
+        layers = []
+        for rate in (8, 8, 2):
+            layers += [
+                nn.LeakyReLU(0.1), nn.ConvTranspose1d(c, c // 2, 2 * rate, rate, rate // 2),
+                nn.LeakyReLU(0.1), nn.Conv1d(c // 2, c // 2, 3, padding=1),
+            ]  # fmt: skip
+            c //= 2
+        self.ups = nn.Sequential(*layers)
+        self.post = nn.Conv1d(c, 1, 7, padding=3)
+
+    def forward(self, mel):
+        return torch.tanh(self.post(F.leaky_relu(self.ups(self.pre(mel)), 0.1)))
+
+
 # name -> (constructor, input shape without batch, timing batch, calibration samples)
 CASES = {
     "squeezenet": (SqueezeNet, (3, 224, 224), 1, 32),
@@ -740,4 +780,6 @@ CASES = {
     "preact-resnet": (PreActResNet, (3, 64, 64), 1, 16),
     "wavenet": (WaveNet, (1, 2000), 1, 16),
     "swin-ish": (Swinish, (3, 64, 64), 1, 16),
+    "dcgan-generator": (DCGANGenerator, (100, 1, 1), 1, 16),
+    "hifigan-upsampler": (HiFiGANUpsampler, (80, 64), 1, 16),
 }
