@@ -394,6 +394,42 @@ def test_timestep_embedding_keeps_its_sine_argument_float(tmp_path):
     assert m["ort_op_counts"].get("QLinearConv") == 2 and m["ort_op_counts"].get("QGemm") == 2, m
 
 
+def test_capsule_squash_keeps_its_last_multiply_float(tmp_path):
+    # squash(s) = |s|^2 / (1 + |s|^2) * s / |s|: the multiply feeds a divide and a norm that run in
+    # float; rounding it to 8 bits only lost precision (a capsule net on the sweep: 29.0 dB, 34.4 with
+    # it float, onnxruntime's quantizer 31.3). This one reads 53.7 dB with it int8, 59.3 float.
+    import numpy as np
+    import torch
+    from torch import nn
+
+    def squash(s):
+        n2 = (s * s).sum(-1, keepdim=True)
+        return n2 / (1 + n2) * s / torch.sqrt(n2 + 1e-8)
+
+    class Capsules(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.prim = nn.Conv2d(1, 32, 5, 1, 2), nn.Conv2d(32, 64, 5, 2, 2)
+            self.digit = nn.Linear(8, 10 * 16)
+
+        def forward(self, x):
+            u = self.prim(torch.relu(self.c1(x)))
+            u = squash(u.reshape(x.shape[0], 8, -1).transpose(1, 2))
+            v = self.digit(u).reshape(x.shape[0], -1, 10, 16).mean(1)
+            return torch.linalg.vector_norm(squash(v), dim=-1)
+
+    torch.manual_seed(0)
+    path = _save(Capsules(), (torch.randn(2, 1, 16, 16),), tmp_path / "c.pt2")
+    x = np.random.default_rng(0).standard_normal((32, 1, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "c.npz", x=x)
+    m = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npz"))["metrics"]
+    ops = m["ort_op_counts"]
+    assert ops.get("QLinearConv") == 2 and ops.get("QGemm") == 1, ops
+    # the squares and the first squash's multiply stay int8; the second squash's multiply is float
+    assert ops.get("QLinearMul") == 3 and ops.get("Mul") == 1, ops
+    assert m["output_sqnr_db"] >= 57 and m["onnx_parity_sqnr_db"] >= 35, m
+
+
 def test_nothing_to_quantize_says_so(tmp_path):
     import torch
     from torch import nn
