@@ -311,8 +311,13 @@ def _is_tensor(n) -> bool:
 
 
 def _not_float32(node: Node) -> bool:
-    """float64 (a scientific model's layers) or half precision: int8 Q/DQ ops take float32 only."""
+    """float64 (a scientific model's layers) or half precision: int8 Q/DQ ops take float32 only. Nor
+    integer arithmetic (ids + per-field offsets into a recommender's shared table): observing it
+    crashed calibration, an observer cannot histogram int64. Of several outputs (max-pool values and
+    indices) only the floating ones count."""
     vals = node.meta.get("val")
+    if isinstance(vals, torch.Tensor):
+        return vals.dtype != torch.float32
     vals = vals if isinstance(vals, (list, tuple)) else [vals]
     return any(
         isinstance(v, torch.Tensor) and v.is_floating_point() and v.dtype != torch.float32 for v in vals

@@ -486,6 +486,34 @@ def test_pruned_channels_keep_their_bias(tmp_path, preset):
     assert m["ort_op_counts"].get("QGemm") == 2, m
 
 
+def test_integer_index_arithmetic_is_not_observed(tmp_path):
+    # ids + per-field offsets into one shared table (DeepFM, DLRM): the int64 add got an observer and
+    # calibration crashed ("histogram_cpu" not implemented for 'Long')
+    import numpy as np
+    import torch
+    from torch import nn
+
+    fields = (10, 20, 30, 40)
+
+    class FieldEmbeddings(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("offsets", torch.tensor([0, 10, 30, 60]))
+            self.emb = nn.Embedding(sum(fields), 8)
+            self.mlp = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 1))
+
+        def forward(self, ids):
+            return self.mlp(self.emb(ids + self.offsets).flatten(1))
+
+    torch.manual_seed(0)
+    path = _save(FieldEmbeddings(), (torch.randint(0, 10, (2, 4)),), tmp_path / "m.pt2")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "ids.npy", np.stack([rng.integers(0, f, 64) for f in fields], 1))
+    m = quantize(path, tmp_path / "out", calib=str(tmp_path / "ids.npy"))["metrics"]
+    assert m["ort_op_counts"].get("QGemm") == 2, m["ort_op_counts"]
+    assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
+
+
 def test_class_ids_beside_scores_are_not_counted_as_signal(tmp_path):
     # the argmax beside the scores was counted as signal: one flipped id and the report read 3.8 dB
     import numpy as np
