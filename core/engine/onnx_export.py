@@ -131,6 +131,7 @@ def export_onnx(
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise UserError(f"ONNX export failed: {first}") from e
     onnx_passes.distinct_output_names(model)
+    onnx_passes.same_type_casts(model)
     onnx_passes.reduce_mean_to_global_pool(model)
     onnx_passes.fold_scaling_muls(model)
     if space_to_depth_stems:

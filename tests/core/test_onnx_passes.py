@@ -222,3 +222,29 @@ def test_zero_pad_read_by_a_conv_becomes_its_padding(value, folded):
     pads = next(helper.get_attribute_value(a) for a in conv.attribute if a.name == "pads")
     assert pads == ([3, 1, 1, 2] if folded else [1, 1, 1, 1])
     onnx.checker.check_model(model, full_check=True)
+
+
+def test_casts_to_the_same_type_leave_loop_bodies(tmp_path):
+    # an EmbeddingBag exports as a Loop over the bags whose body casts int64 to int64; ONNX Runtime
+    # keeps such casts inside a Loop body, where they ran once per bag (a DLRM: 1.09x of onnxruntime's
+    # quantizer, 0.99x without them)
+    import torch
+
+    from core.engine.onnx_export import export_onnx
+
+    class Bags(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bag = torch.nn.EmbeddingBag(50, 8, mode="sum")
+
+        def forward(self, ids):
+            return self.bag(ids)
+
+    torch.manual_seed(0)
+    model, ids = Bags().eval(), torch.randint(0, 50, (4, 6))
+    path = tmp_path / "bags.onnx"
+    export_onnx(model, (ids,), path, dynamic_batch=True, input_names=["ids"])
+    ops = [n.op_type for g in onnx_passes._graphs(onnx.load(str(path)).graph) for n in g.node]
+    assert "Loop" in ops and "CastLike" not in ops, ops
+    got = ort.InferenceSession(str(path)).run(None, {"ids": ids.numpy()})[0]
+    np.testing.assert_allclose(got, model(ids).detach().numpy(), rtol=1e-6, atol=1e-6)
