@@ -435,17 +435,17 @@ _ELEMENTWISE = {
 }
 
 
-def _subpixel_weight(weight: torch.Tensor, s: int, taps: list[int], groups: int) -> torch.Tensor:
-    """(c_in, c_out / groups, k...) -> (c_out * s^d, c_in / groups, K...): taps padded to K * s,
-    split into phases, reversed; output channel c * s^d + phase, the order pixel_shuffle reads."""
+def _subpixel_weight(weight: torch.Tensor, strides: list[int], taps: list[int], groups: int) -> torch.Tensor:
+    """(c_in, c_out / groups, k...) -> (c_out * prod(s), c_in / groups, K...): taps padded to K * s,
+    split into phases, reversed; output channel c * prod(s) + phase, the order pixel_shuffle reads."""
     d, k, (c_in, c_out_g) = len(taps), weight.shape[2:], weight.shape[:2]
     w = torch.nn.functional.pad(
-        weight, [v for kk, t in zip(reversed(k), reversed(taps)) for v in (0, t * s - kk)]
+        weight, [v for kk, t, s in zip(*map(reversed, (k, taps, strides))) for v in (0, t * s - kk)]
     )
-    w = w.reshape(groups, c_in // groups, c_out_g, *[v for t in taps for v in (t, s)])
+    w = w.reshape(groups, c_in // groups, c_out_g, *[v for t, s in zip(taps, strides) for v in (t, s)])
     w = w.flip([3 + 2 * i for i in range(d)])
     order = [0, 2, *[4 + 2 * i for i in range(d)], 1, *[3 + 2 * i for i in range(d)]]
-    return w.permute(order).reshape(groups * c_out_g * s**d, c_in // groups, *taps).contiguous()
+    return w.permute(order).reshape(groups * c_out_g * math.prod(strides), c_in // groups, *taps).contiguous()
 
 
 def _subpixel(gm: GraphModule, node: Node) -> Node | None:
@@ -457,7 +457,8 @@ def _subpixel(gm: GraphModule, node: Node) -> Node | None:
     Conv-TasNet's decoders); as a conv it runs as QLinearConv, and the shuffle and crop move int8.
     Output position n reads input j with tap n + p - j*s: the taps of phase r = (n + p) mod s are
     k[r], k[r + s], ..., a plain correlation of the input padded by K - 1 = ceil(k / s) - 1 with those
-    taps reversed. Not for dilations or symbolic sizes; 2-D only with equal strides (pixel_shuffle).
+    taps reversed, per axis (a speech decoder's strides (2, 1) upsample frequency only). Not for
+    dilations or symbolic sizes.
     Not for one that only feeds the model output, also through a tanh or sigmoid, either: as a conv
     its output would be rounded to 8 bits (Conv-TasNet's decoder lost 3.4 dB, DCGAN's last layer 5.3).
     """
@@ -478,24 +479,23 @@ def _subpixel(gm: GraphModule, node: Node) -> Node | None:
     if weight is None or (bias is not None and b is None) or xv is None or any(v != 1 for v in dilation):
         return None
     sizes = list(xv.shape[2:])
-    if len(set(stride)) != 1 or any(not isinstance(v, int) for v in sizes):
+    if any(not isinstance(v, int) for v in sizes):
         return None
-    s = stride[0]
     k = list(weight.shape[2:])
-    taps = [-(-kk // s) for kk in k]  # K per axis
+    taps = [-(-kk // s) for kk, s in zip(k, stride)]  # K per axis
     c_out_g = weight.shape[1]
-    out_sizes = [(n - 1) * s - 2 * p + kk + op for n, p, kk, op in zip(sizes, padding, k, out_pad)]
+    out_sizes = [(n - 1) * s - 2 * p + kk + op for n, s, p, kk, op in zip(sizes, stride, padding, k, out_pad)]
     # phases needed per axis: the crop reads rows p .. p + out - 1 of the shuffled output
-    rows = [-(-(p + o) // s) for p, o in zip(padding, out_sizes)]
-    w = _subpixel_weight(weight, s, taps, groups)
+    rows = [-(-(p + o) // s) for p, o, s in zip(padding, out_sizes, stride)]
+    w = _subpixel_weight(weight, stride, taps, groups)
     # whole rows of the padding p need not be computed: `skip` fewer zeros before, a shorter crop
-    skip = [min(p // s, t - 1) for p, t in zip(padding, taps)]
+    skip = [min(p // s, t - 1) for p, t, s in zip(padding, taps, stride)]
     before = [t - 1 - q for t, q in zip(taps, skip)]
     after = [max(r - n, 0) for r, n in zip(rows, sizes)]
     if before != after:
         pads = [v for a, z in zip(reversed(before), reversed(after)) for v in (a - min(a, z), z - min(a, z))]
         x = _call(gm, node, aten.pad.default, (x, pads, "constant", None))
-    sub_bias = None if b is None else _new_constant(gm, node, b.repeat_interleave(s**d))
+    sub_bias = None if b is None else _new_constant(gm, node, b.repeat_interleave(math.prod(stride)))
     conv_args = (
         x,
         _new_constant(gm, node, w),
@@ -508,32 +508,32 @@ def _subpixel(gm: GraphModule, node: Node) -> Node | None:
     out = _call(gm, node, CONV_BY_RANK[d + 2], conv_args)
     # the conv's output size per axis (its fake value can hold a symbol)
     conv_out = [n + a + z - t + 1 for n, a, z, t in zip(sizes, before, after, taps)]
-    if s == 1:
-        pass
-    elif d == 2:
-        out = _shuffle_2d(gm, node, out, s, (groups * c_out_g, *conv_out))
-    else:
-        n = conv_out[0]
+    if d == 2:
+        out = _shuffle_2d(gm, node, out, stride, (groups * c_out_g, *conv_out))
+    elif stride[0] > 1:
+        (s,), (n,) = stride, conv_out
         out = _call(gm, node, aten.reshape.default, (out, [-1, groups * c_out_g, s, n]))
         out = _call(gm, node, aten.transpose.int, (out, 2, 3))
         out = _call(gm, node, aten.reshape.default, (out, [-1, groups * c_out_g, n * s]))
-    for axis, (p, q, o, n) in enumerate(zip(padding, skip, out_sizes, conv_out)):
+    for axis, (s, p, q, o, n) in enumerate(zip(stride, padding, skip, out_sizes, conv_out)):
         if (p - q * s, o) != (0, n * s):
             out = _call(gm, node, aten.slice.Tensor, (out, 2 + axis, p - q * s, p - q * s + o))
     return out
 
 
-def _shuffle_2d(gm: GraphModule, node: Node, x: Node, s: int, chw: tuple[int, int, int]) -> Node:
+def _shuffle_2d(gm: GraphModule, node: Node, x: Node, strides, chw: tuple[int, int, int]) -> Node:
     """pixel_shuffle(x, s) as two 4-D transposes, each moving one axis: columns interleaved, then
-    rows. Exported whole it is a DepthToSpace, a 6-D transpose in ONNX Runtime that took 349 µs on
+    rows (only those with a stride above 1). Exported whole it is a DepthToSpace, a 6-D transpose in ONNX Runtime that took 349 µs on
     16 x 128 x 128 uint8 outputs against 172 µs this way (bit for bit the same); a U-Net with
     sub-pixel decoders ran 0.94x of its float-ConvTranspose file this way, 1.04x with DepthToSpace."""
-    c, h, w = chw
-    x = _call(gm, node, aten.reshape.default, (x, [-1, s, h, w]))
-    x = _call(gm, node, aten.permute.default, (x, [0, 2, 3, 1]))
-    x = _call(gm, node, aten.reshape.default, (x, [-1, s, h, w * s]))
-    x = _call(gm, node, aten.permute.default, (x, [0, 2, 1, 3]))
-    return _call(gm, node, aten.reshape.default, (x, [-1, c, h * s, w * s]))
+    (sh, sw), (c, h, w) = strides, chw
+    if sw > 1:
+        x = _call(gm, node, aten.reshape.default, (x, [-1, sw, h, w]))
+        x = _call(gm, node, aten.permute.default, (x, [0, 2, 3, 1]))
+    if sh > 1:
+        x = _call(gm, node, aten.reshape.default, (x, [-1, sh, h, w * sw]))
+        x = _call(gm, node, aten.permute.default, (x, [0, 2, 1, 3]))
+    return _call(gm, node, aten.reshape.default, (x, [-1, c, h * sh, w * sw]))
 
 
 def _static_chw(shuffle: Node, x: Node) -> tuple[int, int, int] | None:
@@ -771,7 +771,7 @@ def decompose_for_int8(gm: GraphModule, qat: bool = False) -> int:
         elif node.target in _TRANSPOSED and not qat and (sub := _subpixel(gm, node)) is not None:
             new = sub
         elif node.target is aten.pixel_shuffle.default and (chw := _static_chw(node, x)) is not None:
-            new = _shuffle_2d(gm, node, x, node.args[1], chw)
+            new = _shuffle_2d(gm, node, x, (node.args[1],) * 2, chw)
         elif node.target in _ELEMENTWISE and (moved := _activation_before_moves(gm, node)) is not None:
             new = moved
         elif node.target is aten.roll.default and (rolled := _roll(gm, node)) is not None:

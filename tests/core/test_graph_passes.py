@@ -178,6 +178,9 @@ def test_string_padding_becomes_numbers_and_folds_its_batch_norm():
         (nn.ConvTranspose2d(8, 6, 5, 3, 0, output_padding=2, groups=2, bias=False), (2, 8, 5, 6)),
         (nn.ConvTranspose2d(8, 6, (3, 5), 2, (0, 2)), (2, 8, 5, 6)),
         (nn.ConvTranspose2d(8, 6, 3, 1, 1), (2, 8, 5, 7)),
+        # a speech decoder's frequency-only upsampling (DCCRN, CRN) and the other way round
+        (nn.ConvTranspose2d(8, 6, (3, 2), (2, 1), (1, 0), output_padding=(1, 0)), (2, 8, 5, 7)),
+        (nn.ConvTranspose2d(8, 6, (1, 5), (1, 3), (0, 1)), (2, 8, 5, 7)),
         (nn.ConvTranspose1d(8, 4, 16, 8, 4), (2, 8, 50)),  # a vocoder's
         (nn.ConvTranspose1d(8, 4, 7, 3, 3, output_padding=2, groups=4), (2, 8, 50)),
     ],
