@@ -93,6 +93,7 @@ PASS_THROUGH_OPS = {
     aten.dropout.default,
     aten.pixel_shuffle.default,
     aten.pixel_unshuffle.default,
+    aten.flip.default,  # a Slice with negative steps in ONNX, which ONNX Runtime runs on uint8
     aten.upsample_nearest1d.vec,
     aten.upsample_nearest2d.vec,
     aten.upsample_bilinear2d.vec,  # interpolates between neighbours: never leaves their range
