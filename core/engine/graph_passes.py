@@ -148,8 +148,7 @@ def global_pool_as_mean(gm: GraphModule) -> int:
             new = _call(gm, node, aten.flatten.using_ints, (mean, 1))
         else:
             continue
-        node.replace_all_uses_with(new)
-        gm.graph.erase_node(node)
+        _replace(gm, node, new)
         count += 1
     if count:
         gm.recompile()
@@ -306,6 +305,11 @@ def _call(gm: GraphModule, like: Node, target, args: tuple) -> Node:
     with fake if fake is not None else contextlib.nullcontext():
         node.meta["val"] = target(*vals)
     return node
+
+
+def _replace(gm: GraphModule, node: Node, new: Node) -> None:
+    node.replace_all_uses_with(new)
+    gm.graph.erase_node(node)
 
 
 def _new_constant(gm: GraphModule, like: Node, value: torch.Tensor) -> Node:
@@ -721,8 +725,7 @@ def merge_clamps(gm: GraphModule) -> int:
                 new = _call(gm, node, aten.mul.Tensor, (moved, c))
             else:
                 continue
-            node.replace_all_uses_with(new)
-            gm.graph.erase_node(node)
+            _replace(gm, node, new)
             gm.graph.erase_node(src)
             count += 1
             changed = True
@@ -793,8 +796,7 @@ def decompose_for_int8(gm: GraphModule, qat: bool = False) -> int:
             new = _call(gm, node, aten.add.Tensor, (x, scaled))
         else:
             continue
-        node.replace_all_uses_with(new)
-        gm.graph.erase_node(node)
+        _replace(gm, node, new)
         count += 1
     if count:
         gm.graph.eliminate_dead_code()
@@ -1020,8 +1022,7 @@ def explicit_conv_padding(gm: GraphModule) -> int:
             x = _call(gm, node, aten.pad.default, (x, far_side, "constant", None))
         args = (x, weight, bias, stride, [t // 2 for t in totals], dilation, groups)
         new = _call(gm, node, _CONV_WITH_PADDING_MODE[node.target], args)
-        node.replace_all_uses_with(new)
-        gm.graph.erase_node(node)
+        _replace(gm, node, new)
         count += 1
     if count:
         gm.recompile()
