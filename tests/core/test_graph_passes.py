@@ -155,6 +155,59 @@ class SamePadding(nn.Module):
         return x
 
 
+class RepBlock(nn.Module):
+    """RepVGG's (dense) or MobileOne's (depthwise) training form: parallel conv-BN branches and an
+    identity BN, summed."""
+
+    def __init__(self, c: int, groups: int = 1, branches: int = 1):
+        super().__init__()
+
+        def conv_bn(k):
+            return nn.Sequential(nn.Conv2d(c, c, k, 1, k // 2, groups=groups, bias=False), nn.BatchNorm2d(c))
+
+        self.kxk = nn.ModuleList(conv_bn(3) for _ in range(branches))
+        self.scale, self.identity = conv_bn(1), nn.BatchNorm2d(c)
+        for bn in [m for m in self.modules() if isinstance(m, nn.BatchNorm2d)]:
+            nn.init.uniform_(bn.weight, 0.5, 1.5), nn.init.uniform_(bn.bias, -0.5, 0.5)
+            nn.init.uniform_(bn.running_mean, -0.5, 0.5), nn.init.uniform_(bn.running_var, 0.5, 2)
+
+    def forward(self, x):
+        return torch.relu(sum(b(x) for b in self.kxk) + self.scale(x) + self.identity(x))
+
+
+@pytest.mark.parametrize(("groups", "branches", "convs"), [(1, 1, 7), (8, 3, 7), (1, 4, 7)])
+def test_parallel_branches_of_one_kernel_size_merge(groups, branches, convs):
+    # MobileOne saved in training form: each of its k 3x3 branches ran as its own QLinearConv plus a
+    # QLinearAdd (k = 4: 0.80x of onnxruntime's quantizer, 0.36x merged). The 1x1 branch and the
+    # identity BN stay apart (merged into the 3x3 a RepVGG lost 3 dB), so 3 convs per block
+    torch.manual_seed(0)
+    # (a stem first: a BN on the model input stays float)
+    blocks = [RepBlock(8, groups, branches), RepBlock(8, groups, branches)]
+    model, x = nn.Sequential(nn.Conv2d(3, 8, 1), *blocks).eval(), torch.randn(2, 3, 9, 10)
+    gm, want = _prepared(model, x)
+    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert ops.count(torch.ops.aten.conv2d.default) == convs, ops
+    assert ops.count(torch.ops.aten.add.Tensor) == 4, ops
+    torch.testing.assert_close(gm(x), want, rtol=1e-4, atol=1e-4)
+
+
+def test_convs_of_different_inputs_or_strides_stay_apart():
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(4, 4, 3, 1, 1), nn.Conv2d(4, 4, 1)
+            self.c, self.d = nn.Conv2d(4, 4, 3, 2, 1), nn.Conv2d(4, 4, 1)
+
+        def forward(self, x):
+            y = self.a(x) + self.b(torch.relu(x))
+            return self.c(y) + self.d(y)[:, :, ::2, ::2]
+
+    torch.manual_seed(0)
+    gm, want = _prepared(TwoInputs().eval(), torch.randn(2, 4, 8, 8))
+    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert ops.count(torch.ops.aten.conv2d.default) == 4, ops
+
+
 def test_string_padding_becomes_numbers_and_folds_its_batch_norm():
     # the annotators match conv2d's numeric overload only: a ConvMixer's depthwise convs with
     # padding="same" kept float weights, and a BN after such a conv stayed unfolded
