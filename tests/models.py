@@ -478,7 +478,8 @@ class ReluAfterConcat(nn.Module):
 
 
 class WeightedFusion(nn.Module):
-    """EfficientDet's fast normalised fusion: two branches weighted by relu(w) / (sum + eps)."""
+    """EfficientDet's fast normalised fusion: two branches weighted by relu(w) / (sum + eps). The
+    branches read different inputs, as BiFPN's levels do (convs of one input would merge)."""
 
     def __init__(self):
         super().__init__()
@@ -488,7 +489,7 @@ class WeightedFusion(nn.Module):
 
     def forward(self, x):
         w = F.relu(self.w)
-        return self.out((w[0] * self.a(x) + w[1] * self.b(x)) / (w.sum() + 1e-4))
+        return self.out((w[0] * self.a(x) + w[1] * self.b(F.max_pool2d(x, 3, 1, 1))) / (w.sum() + 1e-4))
 
 
 class InputNorm(nn.Module):
