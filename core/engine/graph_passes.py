@@ -440,6 +440,11 @@ _ELEMENTWISE = {
 }
 
 
+def _per_axis(v, d: int) -> list[int]:
+    """A conv setting as one number per spatial axis (torch accepts one for all)."""
+    return [*v] * d if len(v) == 1 else [*v]
+
+
 def _subpixel_weight(weight: torch.Tensor, strides: list[int], taps: list[int], groups: int) -> torch.Tensor:
     """(c_in, c_out / groups, k...) -> (c_out * prod(s), c_in / groups, K...): taps padded to K * s,
     split into phases, reversed; output channel c * prod(s) + phase, the order pixel_shuffle reads."""
@@ -475,9 +480,7 @@ def _subpixel(gm: GraphModule, node: Node) -> Node | None:
         *(None, [1], [0], [0], 1, [1])[len(node.args) - 2 :],
     )
     d = _TRANSPOSED[node.target]
-    stride, padding, out_pad, dilation = (
-        [*v] * d if len(v) == 1 else [*v] for v in (stride, padding, out_pad, dilation)
-    )
+    stride, padding, out_pad, dilation = (_per_axis(v, d) for v in (stride, padding, out_pad, dilation))
     weight = _const(gm, w_node)
     b = _const(gm, bias) if isinstance(bias, Node) else None
     xv = x.meta.get("val") if isinstance(x, Node) else None
@@ -528,9 +531,10 @@ def _subpixel(gm: GraphModule, node: Node) -> Node | None:
 
 def _shuffle_2d(gm: GraphModule, node: Node, x: Node, strides, chw: tuple[int, int, int]) -> Node:
     """pixel_shuffle(x, s) as two 4-D transposes, each moving one axis: columns interleaved, then
-    rows (only those with a stride above 1). Exported whole it is a DepthToSpace, a 6-D transpose in ONNX Runtime that took 349 µs on
-    16 x 128 x 128 uint8 outputs against 172 µs this way (bit for bit the same); a U-Net with
-    sub-pixel decoders ran 0.94x of its float-ConvTranspose file this way, 1.04x with DepthToSpace."""
+    rows (only those with a stride above 1). Exported whole it is a DepthToSpace, a 6-D transpose in
+    ONNX Runtime that took 349 µs on 16 x 128 x 128 uint8 outputs against 172 µs this way (bit for
+    bit the same); a U-Net with sub-pixel decoders ran 0.94x of its float-ConvTranspose file this
+    way, 1.04x with DepthToSpace."""
     (sh, sw), (c, h, w) = strides, chw
     if sw > 1:
         x = _call(gm, node, aten.reshape.default, (x, [-1, sw, h, w]))
@@ -1073,7 +1077,7 @@ def _conv_parts(gm: GraphModule, node: Node):
         return None
     if bias is None:
         bias = torch.zeros(weight.shape[0], dtype=weight.dtype)
-    stride, padding, dilation = ([*v] * d if len(v) == 1 else [*v] for v in (stride, padding, dilation))
+    stride, padding, dilation = (_per_axis(v, d) for v in (stride, padding, dilation))
     return x, weight, bias, stride, padding, dilation, groups
 
 
