@@ -19,7 +19,11 @@ from torch.fx import GraphModule, Node
 from torch.fx.node import map_arg
 from torch.utils._pytree import tree_leaves
 from torchao.quantization.pt2e.constant_fold import constant_fold
-from torchao.quantization.pt2e.utils import _is_conv_or_conv_transpose_node, fold_bn_weights_into_conv_node
+from torchao.quantization.pt2e.utils import (
+    _is_conv_or_conv_transpose_node,
+    fold_bn_weights_into_conv_node,
+    fold_bn_weights_into_linear_node,
+)
 
 from core.engine.quantizers import only_feeds_output
 
@@ -200,6 +204,9 @@ def fold_conv_bn(gm: GraphModule) -> int:
         if isinstance(conv, Node) and _is_conv_or_conv_transpose_node(conv) and len(conv.users) == 1:
             bias = conv.args[2] if len(conv.args) > 2 else None
             fold_bn_weights_into_conv_node(conv, conv.args[1], bias, bn, gm)
+        elif isinstance(conv, Node) and _linear_on_rows(conv) and len(conv.users) == 1:
+            bias = conv.args[2] if len(conv.args) > 2 else None
+            fold_bn_weights_into_linear_node(conv, conv.args[1], bias, bn, gm)
     gm.graph.eliminate_dead_code()
     for original, copy in copies:
         call = next(iter(copy.users), None)
@@ -209,6 +216,16 @@ def fold_conv_bn(gm: GraphModule) -> int:
             delattr(gm, copy.target)
     gm.recompile()
     return len(copies)
+
+
+def _linear_on_rows(node: Node) -> bool:
+    """A linear on (batch, features), where a BatchNorm1d after it normalises its outputs. Folded here
+    with its own copy of a shared weight: torchao's linear-BN fold (in prepare_pt2e) folds a weight
+    once and drops the BNs of its other calls (TabNet's shared GLU layers, four BNs on one weight:
+    14.7 dB with nothing quantized)."""
+    x = node.args[0] if node.op == "call_function" and node.target is aten.linear.default else None
+    val = x.meta.get("val") if isinstance(x, Node) else None
+    return isinstance(val, torch.Tensor) and val.dim() == 2
 
 
 def split_shared_module_calls(gm: GraphModule) -> int:
@@ -322,7 +339,9 @@ def _new_constant(gm: GraphModule, like: Node, value: torch.Tensor) -> Node:
     with gm.graph.inserting_before(like):
         node = gm.graph.get_attr(name)
     fake = next(v.fake_mode for n in gm.graph.nodes if hasattr(v := n.meta.get("val"), "fake_mode"))
-    node.meta = {"val": fake.from_tensor(value)}
+    node.meta = {
+        "val": fake.from_tensor(value, static_shapes=True)
+    }  # a symbol per dim made reshapes unsolvable
     return node
 
 

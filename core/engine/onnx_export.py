@@ -50,7 +50,7 @@ FLOAT, FLOAT_TYPES = (
     onnx.TensorProto.FLOAT,
     {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16},
 )
-FLOAT_COMPUTE = {"Conv", "Gemm", "MatMul", "Add", "Mul", "ConvTranspose"}
+FLOAT_COMPUTE = {"Conv", "Gemm", "MatMul", "Add", "Sum", "Mul", "ConvTranspose"}
 TOKEN_NORMS = {
     "LayerNormalization",
     "SimplifiedLayerNormalization",
@@ -139,6 +139,7 @@ def export_onnx(
     if integer_pads:
         onnx_passes.pads_on_integers(model)
         onnx_passes.pads_into_convs(model)
+        onnx_passes.sums_before_norms(model)
     _strip_debug_metadata(model)
     model.producer_name = "qdq-studio"
     onnx.save_model(model, str(path))
@@ -308,7 +309,7 @@ def _residual_sums(nodes, producers, consumers) -> set[str]:
     out: set[str] = set()
     for n in nodes:
         readers = {c.op_type for o in n.output for c in consumers.get(o, [])}
-        if n.op_type == "Add" and (
+        if n.op_type in ("Add", "Sum") and (  # Sum: onnx_passes.sums_before_norms
             readers & TOKEN_NORMS
             or "Pow" in readers
             or {"ReduceMean", "Sub"} <= readers

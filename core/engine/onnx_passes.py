@@ -133,6 +133,28 @@ def reduce_mean_to_global_pool(model: onnx.ModelProto) -> int:
     return count
 
 
+def sums_before_norms(model: onnx.ModelProto) -> int:
+    """Add -> LayerNormalization -> Sum -> LayerNormalization (the same values).
+
+    A transformer's residual sum stays float (quantizers._residual_stream) and ONNX Runtime fuses it
+    with its LayerNorm into SkipLayerNormalization, whose CPU kernel (1.32) is 3-7x slower than an Add
+    and a LayerNormalization: 86 against 33 us at 64 x 256, 1264 against 159 us at 8 x 128 x 256. Its
+    fusion matches Add only."""
+    readers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    count = 0
+    for n in model.graph.node:
+        if n.op_type == "Add" and any(
+            r.op_type == "LayerNormalization" and r.input[0] == n.output[0]
+            for r in readers.get(n.output[0], [])
+        ):
+            n.op_type = "Sum"
+            count += 1
+    return count
+
+
 def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 

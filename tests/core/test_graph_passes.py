@@ -280,3 +280,26 @@ def test_transposed_conv_that_makes_the_output_stays(last):
     model = nn.Sequential(nn.Conv1d(4, 8, 3), nn.ConvTranspose1d(8, 1, 16, 8), last).eval()
     gm, _ = _prepared(model, torch.randn(2, 4, 30))
     assert torch.ops.aten.conv_transpose1d.default in [n.target for n in gm.graph.nodes]
+
+
+def test_sub_pixel_weights_have_static_shapes_under_a_dynamic_batch():
+    # each new weight had a symbol per dimension: a VAE decoder's reshapes (view, then three transposed
+    # convs) nested floor-divisions of them until sympy ran for more than 18 minutes
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(16, 32 * 4 * 4),
+        nn.Unflatten(1, (32, 4, 4)),
+        nn.ConvTranspose2d(32, 16, 3, 2, 1, output_padding=1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(16, 8, 3, 2, 1, output_padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 3, 3, 1, 1),
+    ).eval()
+    x = torch.randn(3, 16)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    gm = torch.export.export(model, (x,), dynamic_shapes=({0: batch},)).module()
+    graph_passes.prepare_graph(gm, own_annotator=True)
+    weights = [n.meta["val"] for n in gm.graph.nodes if n.op == "get_attr" and "val" in n.meta]
+    assert weights and all(isinstance(d, int) for w in weights for d in w.shape), [w.shape for w in weights]
+    assert not any("conv_transpose" in str(n.target) for n in gm.graph.nodes)
+    torch.testing.assert_close(gm(x), model(x), rtol=1e-5, atol=1e-5)
