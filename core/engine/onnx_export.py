@@ -12,6 +12,7 @@ import contextlib
 import fnmatch
 import io
 import random
+import re
 import statistics
 import time
 import warnings
@@ -21,11 +22,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from torch.fx import GraphModule, Node
 
 from core.engine import onnx_passes
 from core.errors import UserError
 
 OPSET = 20
+ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
 SCOPE_KEY = "pkg.torch.onnx.name_scopes"
 INTEGER_OPS = {
     "QLinearConv",
@@ -93,6 +96,15 @@ def _dynamic_translations() -> dict:
     }
 
 
+def first_complex_value(gm: GraphModule) -> Node | None:
+    """The first op that makes a complex tensor: the exporter fails on them only after calibration."""
+    for node in gm.graph.nodes:
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor) and val.is_complex():
+            return node
+    return None
+
+
 def export_onnx(
     module: torch.nn.Module,
     example_inputs: tuple,
@@ -128,7 +140,8 @@ def export_onnx(
             )
         model = program.model_proto
     except Exception as e:
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        text = ANSI_CODES.sub("", str(e)).strip()  # the exporter colours its step names for a terminal
+        first = text.splitlines()[0][:300] if text else type(e).__name__
         raise UserError(f"ONNX export failed: {first}") from e
     onnx_passes.distinct_output_names(model)
     onnx_passes.same_type_casts(model)

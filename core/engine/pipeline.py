@@ -137,6 +137,12 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
     cap = capture(loaded)
     graph_passes.views_as_reshapes(cap.graph_module)  # the float model runs on the device too (QAT teacher)
     warnings += cap.warnings
+    if opts.export_onnx and (complex_node := onnx_export.first_complex_value(cap.graph_module)) is not None:
+        raise UserError(
+            "this model computes with complex numbers (torch.fft or torch.complex, first in "
+            f"{module_path(complex_node) or complex_node.name}), which ONNX cannot represent. Quantize it "
+            "without ONNX export (command line: --no-onnx) for an int8 .pt2, or move the FFT out of the model"
+        )
     specs = calibration.input_specs(cap.example_inputs, loaded.input_names)
     float_model = cap.graph_module
     batch_size = cap.fixed_batch or opts.batch_size

@@ -476,6 +476,39 @@ def test_nothing_to_quantize_says_so(tmp_path):
     assert any(w.startswith("nothing in this model was quantized") for w in report["warnings"]), report
 
 
+def test_complex_numbers_are_refused_before_calibration_unless_onnx_is_off(tmp_path):
+    # a Fourier neural operator: the exporter failed only after calibration, with a message about
+    # slice_scatter and terminal colour codes in it
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from core.errors import UserError
+
+    class Spectral(nn.Module):
+        def __init__(self, c=4, modes=3):
+            super().__init__()
+            self.modes = modes
+            self.w = nn.Parameter(torch.randn(c, c, modes, modes, dtype=torch.cfloat) / c)
+            self.skip = nn.Conv2d(c, c, 1)
+
+        def forward(self, x):
+            f = torch.fft.rfft2(x)
+            low = torch.einsum("bixy,ioxy->boxy", f[:, :, : self.modes, : self.modes], self.w)
+            f = torch.nn.functional.pad(low, (0, f.shape[-1] - self.modes, 0, f.shape[-2] - self.modes))
+            return torch.relu(torch.fft.irfft2(f, s=x.shape[-2:]) + self.skip(x))
+
+    torch.manual_seed(0)
+    path = _save(Spectral(), (torch.randn(2, 4, 8, 8),), tmp_path / "fno.pt2")
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 4, 8, 8)).astype(np.float32))
+    with pytest.raises(UserError, match="complex numbers .*--no-onnx") as err:
+        quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    assert "\x1b" not in str(err.value)
+    report = quantize(path, tmp_path / "pt2", calib=str(tmp_path / "c.npy"), export_onnx=False)
+    assert report["metrics"]["output_sqnr_db"] >= 25, report["metrics"]
+    assert (tmp_path / "pt2" / "model.int8.pt2").is_file()
+
+
 def test_layers_inside_torch_cond_are_named_as_float(tmp_path):
     import torch
     from torch import nn
