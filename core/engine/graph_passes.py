@@ -365,7 +365,8 @@ def _channel_multiplier(node: Node) -> int | None:
     if node.target not in CONV_BY_RANK.values() or len(node.args) < 7:
         return None
     w, groups = node.args[1].meta.get("val"), node.args[6]
-    if w is None or groups <= 1 or w.shape[1] != 1 or w.shape[0] == groups:
+    # groups = a batch size (CondConv's per-sample kernels as one grouped conv) is symbolic: no multiplier
+    if w is None or not isinstance(groups, int) or groups <= 1 or w.shape[1] != 1 or w.shape[0] == groups:
         return None
     return w.shape[0] // groups
 
@@ -622,6 +623,25 @@ def _relu_of_cat(gm: GraphModule, node: Node) -> Node | None:
     return _call(gm, node, aten.cat.default, (relus, *cat.args[1:]))
 
 
+_POOL_VALUES = {
+    aten.max_pool2d_with_indices.default: aten.max_pool2d.default,
+    aten.max_pool3d_with_indices.default: aten.max_pool3d.default,
+}
+
+
+def _pool_values(gm: GraphModule, node: Node) -> Node | None:
+    """A max-pool with `return_indices=True` whose indices nothing reads (ENet's downsampling
+    bottleneck) -> the plain max-pool. The annotator passes int8 through max_pool2d only: with indices
+    the pool ran in float and so did the concatenation after it."""
+    users = list(node.users)
+    if not users or not all(u.target is operator.getitem and u.args[1] == 0 for u in users):
+        return None
+    pool = _call(gm, node, _POOL_VALUES[node.target], node.args)
+    for u in users:
+        _replace(gm, u, pool)
+    return pool
+
+
 def _is_relu_clamp(node: Node) -> bool:
     low = node.args[1] if len(node.args) > 1 else node.kwargs.get("min")
     high = node.args[2] if len(node.args) > 2 else node.kwargs.get("max")
@@ -683,6 +703,7 @@ _FUNCTIONAL = {
     aten.hardswish_.default: aten.hardswish.default,
     aten.hardsigmoid_.default: aten.hardsigmoid.default,
     aten.silu_.default: aten.silu.default,
+    aten.mish_.default: aten.mish.default,
 }
 _IN_PLACE = {aten.relu_.default, aten.hardtanh_.default, aten.clamp_.default, aten.mul_.Tensor, *_FUNCTIONAL}
 
@@ -759,12 +780,13 @@ def merge_clamps(gm: GraphModule) -> int:
 
 
 def decompose_for_int8(gm: GraphModule, qat: bool = False) -> int:
-    """SiLU -> x * sigmoid(x), hard-swish -> x * hard-sigmoid(x) (hard-sigmoid itself as below), PReLU
-    with one slope -> LeakyReLU, GLU -> half * sigmoid(other half), add(x, y, alpha) -> x + y * alpha,
-    a depthwise conv with a channel multiplier -> repeat + depthwise, an average pool -> a depthwise
-    conv, a roll -> slices and a concatenation, a ReLU of a concatenation -> one of ReLUs,
-    maximum(x, a x) and where(x > 0, x, a x) -> LeakyReLU, clamp(min=0) -> ReLU, stack -> unsqueeze +
-    cat; chains of clamps merged first (`merge_clamps`). The in-place hard-swish, hard-sigmoid and
+    """SiLU -> x * sigmoid(x), Mish -> x * tanh(softplus(x)), hard-swish -> x * hard-sigmoid(x)
+    (hard-sigmoid itself as below), PReLU with one slope -> LeakyReLU, GLU -> half * sigmoid(other
+    half), add(x, y, alpha) -> x + y * alpha, a depthwise conv with a channel multiplier -> repeat +
+    depthwise, an average pool -> a depthwise conv, a roll -> slices and a concatenation, a ReLU of a
+    concatenation -> one of ReLUs, maximum(x, a x) and where(x > 0, x, a x) -> LeakyReLU, clamp(min=0)
+    -> ReLU, stack -> unsqueeze + cat, a max-pool whose indices nothing reads -> one without; chains
+    of clamps merged first (`merge_clamps`). The in-place hard-swish, hard-sigmoid, Mish and
     SiLU too, where nothing else reads their input.
 
     ONNX Runtime has no integer PRelu but a QLinearLeakyRelu, the same function for a single slope (QAT
@@ -787,6 +809,11 @@ def decompose_for_int8(gm: GraphModule, qat: bool = False) -> int:
             new = _hardsigmoid(gm, node, x)
         elif target is aten.silu.default:
             new = _call(gm, node, aten.mul.Tensor, (x, _call(gm, node, aten.sigmoid.default, (x,))))
+        elif target is aten.mish.default:
+            # as YOLOv4 code writes it: exported whole (ONNX Mish) the multiply stayed float, and
+            # so did the concatenation it fed; the tanh(softplus(x)) becomes a table (onnx_passes)
+            t = _call(gm, node, aten.tanh.default, (_call(gm, node, aten.softplus.default, (x,)),))
+            new = _call(gm, node, aten.mul.Tensor, (x, t))
         elif node.target is aten.prelu.default and (slope := _scalar_slope(gm, node)) is not None:
             new = _call(gm, node, aten.leaky_relu.default, (x, slope))
         elif (m := _channel_multiplier(node)) is not None:
@@ -813,6 +840,8 @@ def decompose_for_int8(gm: GraphModule, qat: bool = False) -> int:
             new = _call(gm, node, aten.leaky_relu.default, slope)
         elif node.target is aten.stack.default:
             new = _stack(gm, node)
+        elif node.target in _POOL_VALUES and (pool := _pool_values(gm, node)) is not None:
+            new = pool
         elif node.target is aten.add.Tensor and node.kwargs.get("alpha", 1) != 1:
             # exported as Mul then Add, the Mul sat between DQ and the Add and kept it float; as
             # its own node it is a scaling the annotator relabels

@@ -153,6 +153,7 @@ def export_onnx(
         onnx_passes.pads_on_integers(model)
         onnx_passes.pads_into_convs(model)
         onnx_passes.sums_before_norms(model)
+        onnx_passes.fast_softplus(model)
     _strip_debug_metadata(model)
     model.producer_name = "qdq-studio"
     onnx.save_model(model, str(path))
@@ -280,7 +281,7 @@ def diagnose_unfused(path: Path, work_dir: Path, keep_float: tuple[str, ...] = (
         counts[n.op_type] = counts.get(n.op_type, 0) + 1
     downstream = _float_reach(model.graph.node, "DequantizeLinear", producers, consumers, forward=True)
     upstream = _float_reach(model.graph.node, "QuantizeLinear", producers, consumers, forward=False)
-    residual = _residual_sums(model.graph.node, producers, consumers)
+    residual = _residual_sums(model, producers, consumers)
     unfused = []
     for n in model.graph.node:
         if n.op_type in ("QuantizeLinear", "DequantizeLinear") or n.op_type in INTEGER_OPS:
@@ -316,15 +317,22 @@ def diagnose_unfused(path: Path, work_dir: Path, keep_float: tuple[str, ...] = (
     return unfused, counts
 
 
-def _residual_sums(nodes, producers, consumers) -> set[str]:
+def _squares(model: onnx.ModelProto, node) -> bool:
+    """x ** 2 (an RMSNorm written out), not the ** 0.75 of a LocalResponseNorm's (k + a * s)."""
+    e = onnx_passes._constant(model, node.input[1]) if node.op_type == "Pow" else None
+    return e is not None and e.size == 1 and float(e.reshape(-1)[0]) == 2.0
+
+
+def _residual_sums(model: onnx.ModelProto, producers, consumers) -> set[str]:
     """Adds a LayerNorm or RMSNorm reads (also written out), and the sums that add onto them (see
     quantizers._residual_stream)."""
     out: set[str] = set()
-    for n in nodes:
-        readers = {c.op_type for o in n.output for c in consumers.get(o, [])}
+    for n in model.graph.node:
+        users = [c for o in n.output for c in consumers.get(o, [])]
+        readers = {c.op_type for c in users}
         if n.op_type in ("Add", "Sum") and (  # Sum: onnx_passes.sums_before_norms
             readers & TOKEN_NORMS
-            or "Pow" in readers
+            or any(_squares(model, c) for c in users)
             or {"ReduceMean", "Sub"} <= readers
             or any(i in producers and producers[i].name in out for i in n.input)
         ):

@@ -491,3 +491,36 @@ def _drop_if_unused(model: onnx.ModelProto, nodes: list, initializer: onnx.Tenso
             g.node.remove(node)
     if not any(initializer.name in n.input for n in g.node):
         g.initializer.remove(initializer)
+
+
+def fast_softplus(model: onnx.ModelProto) -> int:
+    """Softplus(x) -> Relu(x) + Log(1 + Exp(-|x|)), the same function without overflow.
+
+    ONNX Runtime's Softplus kernel is scalar: 36 ms for a 64 x 112 x 112 tensor on two cores, where
+    these six vectorised ops take 2.4 ms and quantize to the same integers. Mish (YOLOv4's CSPDarknet)
+    is x * tanh(softplus(x)) and both quantizers' files ran it in float: CSPDarknet at 1.17x the speed
+    of float. (A 256-entry uint8 table, Cast + Gather, took 32 ms: ONNX Runtime's Gather copies
+    element by element.)"""
+    g = model.graph
+    count = 0
+    for sp in [n for n in g.node if n.op_type == "Softplus"]:
+        x, y, k = sp.input[0], sp.output[0], f"{sp.output[0]}_sp"
+        one = numpy_helper.from_array(np.array(1.0, np.float32), f"{k}_one")
+        g.initializer.append(one)
+        new = [
+            helper.make_node("Abs", [x], [f"{k}_abs"]),
+            helper.make_node("Neg", [f"{k}_abs"], [f"{k}_neg"]),
+            helper.make_node("Exp", [f"{k}_neg"], [f"{k}_exp"]),
+            helper.make_node("Add", [f"{k}_exp", one.name], [f"{k}_1p"]),
+            helper.make_node("Log", [f"{k}_1p"], [f"{k}_log"]),
+            helper.make_node("Relu", [x], [f"{k}_relu"]),
+            helper.make_node("Add", [f"{k}_relu", f"{k}_log"], [y]),
+        ]
+        at = list(g.node).index(sp)
+        for i, n in enumerate(new):
+            n.name = f"{sp.name}_{i}"
+            n.metadata_props.extend(sp.metadata_props)
+            g.node.insert(at + i, n)
+        g.node.remove(sp)
+        count += 1
+    return count

@@ -398,6 +398,22 @@ def _reads_only_metadata(user: Node, node: Node) -> bool:
     )
 
 
+def _computed_from_inputs(node: Node) -> bool:
+    """A weight the model computes from its inputs (CondConv's per-sample mixture of expert kernels,
+    applied as one conv grouped over the batch): its per-channel observer saw the calibration batch's
+    channels, and the converted model failed at any other batch size. Such a conv stays float."""
+    seen, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        if n.op == "placeholder":
+            return True
+        for a in n.all_input_nodes:
+            if a not in seen:
+                seen.add(a)
+                stack.append(a)
+    return False
+
+
 def _single_user(node: Node) -> Node | None:
     users = list(node.users)
     return users[0] if len(users) == 1 else None
@@ -469,7 +485,7 @@ class OpQuantizer(Quantizer):
     def _annotate_weighted(self, node: Node) -> None:
         x, w = node.args[0], node.args[1]
         bias = node.args[2] if len(node.args) > 2 else None
-        if not (_is_tensor(x) and isinstance(w, Node)):
+        if not (_is_tensor(x) and isinstance(w, Node)) or _computed_from_inputs(w):
             return
         qmap = {x: self.act, w: weight_qspec(self.per_channel, self.opts.qat)}
         if isinstance(bias, Node) and self.scheme.int32_bias:

@@ -303,3 +303,28 @@ def test_sub_pixel_weights_have_static_shapes_under_a_dynamic_batch():
     assert weights and all(isinstance(d, int) for w in weights for d in w.shape), [w.shape for w in weights]
     assert not any("conv_transpose" in str(n.target) for n in gm.graph.nodes)
     torch.testing.assert_close(gm(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+class PoolWithIndices(nn.Module):
+    """ENet's downsampling: a max-pool that returns indices nobody reads, then Mish (nn.Mish and
+    F.mish, as YOLOv4 ports write it) and a pool whose indices an unpool does read."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.pool = nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2, 2, return_indices=True)
+
+    def forward(self, x):
+        y, _ = self.pool(self.conv(x))
+        z, idx = self.pool(nn.functional.mish(y))
+        return nn.functional.max_unpool2d(z, idx, 2, 2)
+
+
+def test_max_pool_without_its_indices_and_mish_decompose():
+    torch.manual_seed(0)
+    model, x = PoolWithIndices().eval(), torch.randn(2, 3, 8, 8)
+    gm, want = _prepared(model, x)
+    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    aten = torch.ops.aten
+    assert ops.count(aten.max_pool2d.default) == 1 and ops.count(aten.max_pool2d_with_indices.default) == 1
+    assert aten.mish.default not in ops and ops.count(aten.tanh.default) == 1
+    torch.testing.assert_close(gm(x), want)

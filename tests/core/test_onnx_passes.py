@@ -285,3 +285,21 @@ def optimized_ops(model: onnx.ModelProto, tmp_path) -> set[str]:
     so.optimized_model_filepath = str(tmp_path / "opt.onnx")
     ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     return {n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node}
+
+
+def test_softplus_becomes_vectorised_ops():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    graph = helper.make_graph([helper.make_node("Softplus", ["x"], ["y"])], "sp", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    v = (
+        np.concatenate([np.linspace(-100, 100, 396), [-1e30, 1e30, 0, 88.8]])
+        .astype(np.float32)
+        .reshape(-1, 4)
+    )
+    before, _ = run(model, v)
+    assert onnx_passes.fast_softplus(model) == 1
+    onnx.checker.check_model(model, full_check=True)
+    after, ops = run(model, v)
+    assert "Softplus" not in ops
+    np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-7)
