@@ -2,7 +2,7 @@
 
 Each brings an op the four benchmark models lack: concat (SqueezeNet, Inception, U-Net), SiLU and
 squeeze-excite (EfficientNet), hard-swish (MobileNet-V3), chunk and channel shuffle (ShuffleNet),
-LeakyReLU (DarkNet), upsampling and transposed convs (U-Net), nn.TransformerEncoder (ViT), dilated
+LeakyReLU (DarkNet), upsampling and transposed convs (U-Net), nn.TransformerEncoder (ViT, BERT), dilated
 conv1d (TCN), GRU, token-mixing MLPs, grouped bottlenecks (ResNeXt), pre-activation dense concat
 (DenseNet), channels-last LayerNorm blocks (ConvNeXt), dilated conv2d with PReLU and a broadcast
 pooled branch (ASPP), LSTM, Conv3d, split-chain-concat blocks with chained max-pools and a sigmoid
@@ -212,6 +212,20 @@ class ViT(nn.Module):
         x = self.patch(x).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
         return self.head(self.norm(self.enc(x))[:, 0])
+
+
+class BERTish(nn.Module):
+    """Post-norm encoder layers over token embeddings (BERT's order: the sum, then its LayerNorm)."""
+
+    def __init__(self, d=256, depth=4, heads=4):
+        super().__init__()
+        self.ln = nn.LayerNorm(d)
+        layer = nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, activation="gelu", batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.pool = nn.Linear(d, d)
+
+    def forward(self, x):
+        return torch.tanh(self.pool(self.enc(self.ln(x))[:, 0]))
 
 
 class DarkNetish(nn.Module):
@@ -759,6 +773,7 @@ CASES = {
     "unet-bilinear": (lambda: UNet("bilinear"), (3, 128, 128), 1, 16),
     "shufflenet-ish": (ShuffleNetish, (3, 224, 224), 1, 32),
     "vit-tiny": (ViT, (3, 224, 224), 1, 16),
+    "bert-ish": (BERTish, (128, 256), 1, 16),
     "darknet-ish": (DarkNetish, (3, 256, 256), 1, 16),
     "inception-ish": (Inceptionish, (3, 224, 224), 1, 32),
     "tcn": (TCN, (13, 400), 16, 64),
