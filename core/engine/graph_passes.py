@@ -339,9 +339,8 @@ def _new_constant(gm: GraphModule, like: Node, value: torch.Tensor) -> Node:
     with gm.graph.inserting_before(like):
         node = gm.graph.get_attr(name)
     fake = next(v.fake_mode for n in gm.graph.nodes if hasattr(v := n.meta.get("val"), "fake_mode"))
-    node.meta = {
-        "val": fake.from_tensor(value, static_shapes=True)
-    }  # a symbol per dim made reshapes unsolvable
+    # static: a symbol per dimension made the reshapes after a sub-pixel conv unsolvable (a VAE hung)
+    node.meta = {"val": fake.from_tensor(value, static_shapes=True)}
     return node
 
 
@@ -811,7 +810,7 @@ def decompose_for_int8(gm: GraphModule, qat: bool = False) -> int:
             new = _call(gm, node, aten.mul.Tensor, (x, _call(gm, node, aten.sigmoid.default, (x,))))
         elif target is aten.mish.default:
             # as YOLOv4 code writes it: exported whole (ONNX Mish) the multiply stayed float, and
-            # so did the concatenation it fed; the tanh(softplus(x)) becomes a table (onnx_passes)
+            # so did the concatenation it fed; its softplus is rewritten (onnx_passes.fast_softplus)
             t = _call(gm, node, aten.tanh.default, (_call(gm, node, aten.softplus.default, (x,)),))
             new = _call(gm, node, aten.mul.Tensor, (x, t))
         elif node.target is aten.prelu.default and (slope := _scalar_slope(gm, node)) is not None:

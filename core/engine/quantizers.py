@@ -382,11 +382,7 @@ def _into_softmax(node: Node) -> bool:
     both quantizers). The softmax runs in float anyway."""
     users = [u for u in node.users if not _reads_only_metadata(u, node)]
     return bool(users) and all(
-        u.target in SOFTMAX_OPS
-        or u.target in ADD_OPS
-        and _into_softmax(u)
-        or _float32_cast(u)
-        and _into_softmax(u)  # softmax(scores.float())
+        u.target in SOFTMAX_OPS or ((u.target in ADD_OPS or _float32_cast(u)) and _into_softmax(u))
         for u in users
     )
 
@@ -400,8 +396,9 @@ def _reads_only_metadata(user: Node, node: Node) -> bool:
 
 def _computed_from_inputs(node: Node) -> bool:
     """A weight the model computes from its inputs (CondConv's per-sample mixture of expert kernels,
-    applied as one conv grouped over the batch): its per-channel observer saw the calibration batch's
-    channels, and the converted model failed at any other batch size. Such a conv stays float."""
+    applied as one conv grouped over the batch): observed as a weight, its bias got an int32 Q the ONNX
+    checker refuses and its per-channel ranges had the calibration batch's size. Not annotated as a
+    weighted op; onnxruntime's quantizer leaves it float too."""
     seen, stack = set(), [node]
     while stack:
         n = stack.pop()
