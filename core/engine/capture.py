@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.fx import GraphModule
+from torch.fx import GraphModule, Node
 from torchao.quantization.pt2e import move_exported_model_to_eval
 
 from core.engine.loading import LoadedModel, program_module
@@ -51,6 +51,19 @@ def _has_symbolic_batch(ep: torch.export.ExportedProgram) -> bool:
             if isinstance(val, torch.Tensor) and val.dim() and not isinstance(val.shape[0], int):
                 return True
     return False
+
+
+def _batch_sized_groups(ep: torch.export.ExportedProgram) -> bool:
+    """A conv whose group count follows the batch (CondConv's per-sample kernels run as one grouped
+    conv): torch's ONNX exporter cannot write a symbolic group count, so such a model takes a fixed
+    batch."""
+    return any(
+        n.op == "call_function"
+        and "conv" in str(n.target)
+        and len(n.args) > 6
+        and isinstance(n.args[6], Node)
+        for n in ep.graph.nodes
+    )
 
 
 def _export(module, inputs, dynamic_shapes=None):
@@ -130,7 +143,7 @@ def _training_ops(gm: GraphModule) -> list[str]:
 def _capture(loaded: LoadedModel) -> Captured:
     warnings: list[str] = []
     ep = loaded.exported
-    if ep is not None and _has_symbolic_batch(ep):
+    if ep is not None and _has_symbolic_batch(ep) and not _batch_sized_groups(ep):
         return Captured(program_module(ep), _batch2(loaded.example_inputs), None, warnings)
 
     module = loaded.module
@@ -139,6 +152,8 @@ def _capture(loaded: LoadedModel) -> Captured:
         ep = _export(module, inputs, batch_dynamic_shapes(inputs))
         if not _has_symbolic_batch(ep):
             raise ValueError("the exported graph specialised the batch dimension")
+        if _batch_sized_groups(ep):
+            raise ValueError("a conv's group count follows the batch size (per-sample kernels)")
         return Captured(program_module(ep), inputs, None, warnings)
     except Exception as dyn_error:
         # copies: the failed dynamic export marked the batch of the tensors it saw as dynamic, and a
@@ -152,7 +167,7 @@ def _capture(loaded: LoadedModel) -> Captured:
         why = (
             "the .pt2 program was exported without a dynamic batch dimension; export it with "
             "dynamic_shapes={0: torch.export.Dim('batch')} per input to accept any batch"
-            if loaded.exported is not None
+            if loaded.exported is not None and not _has_symbolic_batch(loaded.exported)
             else f"its graph fixes the batch: {_first_line(dyn_error)[:160]}"
         )
         warnings.append(

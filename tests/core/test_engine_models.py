@@ -991,11 +991,8 @@ def test_a_linear_shared_by_batch_norms_folds_each_call(tmp_path):
     assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
 
 
-def test_kernels_computed_from_the_input_stay_float(tmp_path):
-    # CondConv mixes expert kernels per sample and runs them as one conv grouped over the batch. Observed
-    # as a weight, the computed bias got an int32 Q the ONNX checker refused, and at a dynamic batch the
-    # per-channel observer saw the calibration batch's channels ("size of tensor a (256) must match")
-    import numpy as np
+def _cond_conv():
+    """CondConv: expert kernels mixed per sample and run as one conv grouped over batch x channels."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -1003,7 +1000,6 @@ def test_kernels_computed_from_the_input_stay_float(tmp_path):
     class CondConv(nn.Module):
         def __init__(self, c=8, experts=3):
             super().__init__()
-            self.c = c
             self.stem = nn.Conv2d(3, c, 3, 1, 1)
             self.route = nn.Linear(c, experts)
             self.experts = nn.Parameter(torch.randn(experts, c * 9) / 9)
@@ -1019,13 +1015,38 @@ def test_kernels_computed_from_the_input_stay_float(tmp_path):
             y = F.conv2d(x.reshape(1, b * c, h, w), weight, bias, 1, 1, 1, b * c).view(b, c, h, w)
             return self.head(torch.relu(y))
 
+    return CondConv().eval()
+
+
+def test_kernels_computed_from_the_input_stay_float(tmp_path):
+    # Observed as a weight, CondConv's computed bias got an int32 Q the ONNX checker refused, and at a
+    # dynamic batch the per-channel observer saw the calibration batch's channels ("size of tensor a
+    # (256) must match")
+    import numpy as np
+    import torch
+
     torch.manual_seed(0)
-    model = CondConv().eval()
-    torch.export.save(torch.export.export(model, (torch.randn(1, 3, 12, 12),)), str(tmp_path / "cc.pt2"))
+    torch.export.save(
+        torch.export.export(_cond_conv(), (torch.randn(1, 3, 12, 12),)), str(tmp_path / "cc.pt2")
+    )
     np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 3, 12, 12)).astype(np.float32))
     m = quantize(tmp_path / "cc.pt2", tmp_path / "out", calib=str(tmp_path / "c.npy"))["metrics"]
     assert m["ort_op_counts"].get("QLinearConv", 0) >= 2, m
     assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
+
+
+def test_a_group_count_that_follows_the_batch_takes_a_fixed_batch(tmp_path):
+    # CondConv run as one conv grouped over batch x channels, saved with a dynamic batch: torch's ONNX
+    # exporter cannot write the symbolic group count ("Failed to convert the exported program")
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    path = _save(_cond_conv(), (torch.randn(2, 3, 12, 12),), tmp_path / "cc.pt2")
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 3, 12, 12)).astype(np.float32))
+    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    assert any("group count follows the batch" in w for w in report["warnings"]), report["warnings"]
+    assert report["metrics"]["onnx_parity_sqnr_db"] >= 35, report["metrics"]
 
 
 def test_local_response_norm_is_not_called_a_residual_sum(tmp_path):
