@@ -272,10 +272,7 @@ def diagnose_unfused(path: Path, work_dir: Path, keep_float: tuple[str, ...] = (
     model = onnx.shape_inference.infer_shapes(model)
     elem = {v.name: v.type.tensor_type.elem_type for v in (*model.graph.value_info, *model.graph.output)}
     producers = {o: n for n in model.graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = onnx_passes.readers_of(model.graph)
     counts: dict[str, int] = {}
     for n in model.graph.node:
         counts[n.op_type] = counts.get(n.op_type, 0) + 1
