@@ -123,7 +123,17 @@ class ExportPage(Page):
             + (f", run #{run_id}" if run_id is not None else "")
             + f"<br><span>{out_dir}</span>"
         )
-        self.pt2.setEnabled((Path(out_dir) / self._artifact("int8_pt2", "model.int8.pt2")).exists())
+        for button, (key, default, _) in zip((self.onnx, self.pt2), FORMATS.values(), strict=True):
+            button.setEnabled((Path(out_dir) / self._artifact(key, default)).exists())
+        if not self.onnx.isEnabled():  # a run without ONNX export (--no-onnx)
+            self.pt2.setChecked(True)
+            self.run_label.setText(
+                self.run_label.text() + "<br>This run wrote no ONNX file (it was turned off): the int8 .pt2 "
+                "is what there is to export."
+            )
+        elif not self.pt2.isEnabled():
+            self.onnx.setChecked(True)
+        self.export_button.setEnabled(self.onnx.isEnabled() or self.pt2.isEnabled())
         self._suggest_destination()
         self._show_checks(report.get("metrics") or {})
         warnings = report.get("warnings") or []

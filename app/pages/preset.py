@@ -110,11 +110,17 @@ class PresetPage(Page):
         self.qat_note = muted()
         self.reference = QCheckBox("Reference representation (integer arithmetic written out as plain ops)")
         self.keep_float = KeepFloatEditor()
+        self.write_onnx = QCheckBox("Write the int8 ONNX file", checked=True)
+        onnx_note = muted(
+            "Turn it off only for a model ONNX cannot hold, such as an FFT on complex numbers: the run then "
+            "gives the int8 .pt2 alone, without the ONNX checks."
+        )
         form.addRow("How ranges are measured", self.observer)
         form.addRow("Weights", self.per_channel)
         form.addRow("Fine-tune epochs (QAT)", noted(self.qat_epochs, self.qat_note))
         form.addRow("Converted graph", self.reference)
         form.addRow("Keep in float", self.keep_float)
+        form.addRow("ONNX", noted(self.write_onnx, onnx_note))
         return box
 
     def select(self, preset_id: str) -> None:
@@ -144,6 +150,7 @@ class PresetPage(Page):
             "qat_epochs": self.qat_epochs.value(),
             "reference_representation": self.reference.isChecked(),
             "keep_float": self.keep_float.names(),
+            "export_onnx": self.write_onnx.isChecked(),
         }
 
 

@@ -34,12 +34,14 @@ def test_preset_cards_and_advanced_options(qtbot):
     page.qat_epochs.setValue(2)
     page.observer.setCurrentIndex(page.observer.findData("minmax"))
     page.per_channel.setChecked(False)
+    page.write_onnx.setChecked(False)
     page.keep_float.entry.setText("head.*")
     qtbot.keyClick(page.keep_float.entry, Qt.Key.Key_Return)
     page.add_keep_float(["stem.0", "head.*"])
     values = page.values()
     assert values["keep_float"] == ["head.*", "stem.0"]
     assert values["observer"] == "minmax" and values["qat_epochs"] == 2 and not values["per_channel"]
+    assert values["export_onnx"] is False
     QuantizeOptions(model="m.pt2", out_dir="", **values)  # the engine's own validation accepts the form
 
 
@@ -129,6 +131,18 @@ def test_export_copies_the_onnx_and_shows_validation(qtbot, settings, sample_run
     assert dest.read_bytes() == (sample_run / "model.int8.onnx").read_bytes()
     page.pt2.setChecked(True)
     assert page.destination.path().endswith(".pt2")
+
+    # a run quantized without ONNX export offers the .pt2 alone
+    (sample_run / "model.int8.onnx").unlink()
+    page.onnx.setChecked(True)
+    page.set_run(str(sample_run), {**report, "artifacts": {"int8_pt2": "model.int8.pt2"}})
+    assert not page.onnx.isEnabled() and page.pt2.isChecked() and page.export_button.isEnabled()
+    assert "no ONNX file" in page.run_label.text()
+    dest = tmp_path / "out" / "demo.int8.pt2"
+    page.destination.set_path(str(dest))
+    with qtbot.waitSignal(page.exported, timeout=30_000):
+        page.export()
+    assert dest.read_bytes() == (sample_run / "model.int8.pt2").read_bytes()
 
 
 def _record(store, model: str, status: str, sqnr: float, out_dir: str | None = None) -> int:
