@@ -188,6 +188,8 @@ def _summary(result: dict) -> None:
 
     print(f"run {result['run_id']}: {result['out_dir']}")
     print(f"  output SQNR vs float  {f('output_sqnr_db', ' dB')}")
+    if each := m.get("outputs_sqnr_db"):
+        print("    each output         " + ", ".join(f"{k} {v:.4g} dB" for k, v in each.items()))
     print(f"  ONNX parity           {f('onnx_parity_sqnr_db', ' dB')}")
     print(f"  size float -> int8    {f('size_float_bytes')} -> {f('size_int8_bytes')} bytes")
     print(

@@ -6,6 +6,8 @@ One selection drives every view: a table row, a graph node or an SQNR bar select
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import QEventLoop, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSplitter, QTabWidget, QWidget
 
@@ -227,6 +229,9 @@ class ReviewPage(Page):
             parts.append(
                 f"<span style='color:{color}; font-size:13pt'>●</span> Output SQNR <b>{fmt_db(db)} dB</b>"
             )
+        if each := metrics.get("outputs_sqnr_db"):
+            name, low = min(each.items(), key=lambda kv: kv[1])
+            parts.append(f"lowest output {html.escape(name)} {fmt_db(low)} dB")
         sf, si = metrics.get("size_float_bytes"), metrics.get("size_int8_bytes")
         if sf and si:
             parts.append(f"size {sf / 1e6:.2f} → <b>{si / 1e6:.2f} MB</b>")

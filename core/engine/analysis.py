@@ -181,11 +181,30 @@ class Analysis:
     float_outputs: object = None
 
 
+def named_output_leaves(out) -> list[tuple[str, torch.Tensor]]:
+    """The output tensors an SQNR is taken over, named by their place in the output ("boxes",
+    "output 1"): the floating ones where there are any. Class ids (argmax, top-k indices) beside them
+    are not signals: one flipped index read as 21 dB of noise."""
+    flat, _ = torch.utils._pytree.tree_flatten_with_path(out)
+    leaves = [(_leaf_name(path), t) for path, t in flat if isinstance(t, torch.Tensor)]
+    return [(n, t) for n, t in leaves if t.is_floating_point()] or leaves
+
+
+def _leaf_name(path) -> str:
+    name = ".".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+    return f"output {name}" if name.replace(".", "").isdigit() else name or "output"
+
+
 def output_leaves(out) -> list[torch.Tensor]:
-    """The output tensors an SQNR is taken over: the floating ones where there are any. Class ids
-    (argmax, top-k indices) beside them are not signals: one flipped index read as 21 dB of noise."""
-    leaves = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
-    return [t for t in leaves if t.is_floating_point()] or leaves
+    return [t for _, t in named_output_leaves(out)]
+
+
+def each_output_sqnr(float_out, quantized_out) -> dict[str, float]:
+    """Each output's own SQNR. The whole-model figure weighs outputs by their energy, so a head with
+    small values hides behind a large one, and one ill-conditioned output (a heatmap masked by
+    max-pool NMS, where a rounding flips the mask) sinks it for heads that are fine."""
+    pairs = zip(named_output_leaves(float_out), output_leaves(quantized_out), strict=False)
+    return {name: round(sqnr_db(f, q), 3) for (name, f), q in pairs if f.shape == q.shape}
 
 
 def flat_outputs(out) -> torch.Tensor:

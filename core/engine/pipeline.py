@@ -312,6 +312,8 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
         "output_sqnr_db": res.output_sqnr_db,
         "top1_agreement": analysis.top1_agreement(res.float_outputs, res.quantized_outputs),
     }
+    if len(each := analysis.each_output_sqnr(res.float_outputs, res.quantized_outputs)) > 1:
+        metrics["outputs_sqnr_db"] = each
 
     p = stages.enter(6)
     artifacts = dict(ARTIFACTS)

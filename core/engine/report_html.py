@@ -89,6 +89,8 @@ def render(report: dict, tensors: dict) -> str:
         ("Top-1 agreement with float", _fmt(m.get("top1_agreement"))),
         ("Accuracy float / int8", f"{_fmt(m.get('accuracy_float'))} / {_fmt(m.get('accuracy_int8'))}"),
     ]
+    if each := m.get("outputs_sqnr_db"):
+        rows.insert(1, ("SQNR of each output", ", ".join(f"{k} {_fmt(v, ' dB')}" for k, v in each.items())))
     layers = report.get("layers", [])
     layer_rows = "".join(
         f"<tr><td>{esc(str(layer['name']))}</td><td>{esc(str(layer['op']))}</td>"

@@ -234,6 +234,7 @@ def make_run_dir(
         },
         "metrics": {
             "output_sqnr_db": 31.4,
+            "outputs_sqnr_db": {"logits": 31.4, "aux": 27.9},
             "onnx_parity_sqnr_db": 48.2,
             "size_float_bytes": 4_800_000,
             "size_int8_bytes": 1_250_000,

@@ -51,6 +51,10 @@ def test_clicking_a_node_shows_its_scale_and_selects_its_row(qtbot, page):
     assert page.table.selected_layers() == ["layer1.0.conv1"]
 
 
+def test_the_summary_names_the_output_that_lost_most(page):
+    assert "lowest output aux 27.9 dB" in page.summary.text()
+
+
 def test_a_per_channel_dequantize_node_summarises_its_scales(qtbot, page):
     click_node(qtbot, page, "conv1_weight_dq")
     assert page.graph.details.value("Scale").endswith("(16 channels)")
