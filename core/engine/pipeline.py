@@ -318,7 +318,8 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
     p = stages.enter(6)
     artifacts = dict(ARTIFACTS)
     dynamic = cap.fixed_batch is None
-    ex = sample if cap.fixed_batch else tuple(t[:2] for t in sample)
+    # copies: torch.export.save stores the whole storage of a view, the calibration set's here
+    ex = tuple(t[: cap.fixed_batch or 2].clone() for t in sample)
     unfused: list[dict] = []
     _save_int8_pt2(out / ARTIFACTS["int8_pt2"], converted, reference_copy, ex, dynamic, warnings)
     p(0.15, "saved model.int8.pt2")
@@ -468,12 +469,21 @@ def _check_ranges_finite(prepared: GraphModule) -> None:
 
 def _save_pt2(module, example_inputs, dynamic: bool, path: Path) -> None:
     dyn = batch_dynamic_shapes(example_inputs) if dynamic else None
-    ep = torch.export.export(module, tuple(example_inputs), dynamic_shapes=dyn)
+    ep = torch.export.export(_used_attributes_only(module), tuple(example_inputs), dynamic_shapes=dyn)
     # Serialise in memory: torch's zip writer aborts the whole process when the disk fills up mid-write,
     # while a plain Python write raises an OSError that becomes a clear message.
     buffer = io.BytesIO()
     torch.export.save(ep, buffer)
     path.write_bytes(buffer.getvalue())
+
+
+def _used_attributes_only(module):
+    """convert_pt2e folds each weight into an int8 constant but leaves the float parameter on the
+    module, and torch.export keeps every parameter: the int8 .pt2 carried all float weights, unused,
+    and was larger than the float model. A GraphModule built from the graph copies only what it reads."""
+    if not isinstance(module, GraphModule):
+        return module
+    return GraphModule(module, copy.deepcopy(module.graph), module.__class__.__name__)
 
 
 def _save_int8_pt2(path: Path, converted, reference, ex, dynamic: bool, warnings: list[str]) -> None:

@@ -776,6 +776,14 @@ def test_int8_pt2_reloads_and_matches(zoo_pt2, tmp_path):
     out = ep.module()(x)
     assert out.shape == (3, 8, 32, 32)
     assert report["model"]["inputs"][0]["shape"] == ["N", 3, 32, 32]
+    # only what the graph reads: convert_pt2e leaves the float weights beside their int8 copies
+    read = {n.name for n in ep.graph.nodes if n.op == "placeholder" and n.users}
+    assert all(spec.arg.name in read for spec in ep.graph_signature.input_specs)
+    tensors = [*ep.state_dict.values(), *ep.constants.values()]
+    assert not any(t.dtype == torch.float32 and t.dim() == 4 for t in tensors), "a float conv weight"
+    # two example inputs, not the storage of every calibration sample they were sliced from
+    (example,), _ = ep.example_inputs
+    assert example.shape[0] == 2 and example.untyped_storage().nbytes() == example.nbytes
 
 
 def test_keep_float_layer_stays_float(zoo_pt2, tmp_path):
