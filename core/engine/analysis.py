@@ -73,8 +73,16 @@ def layer_names(gm: GraphModule) -> dict[str, str]:
     return out
 
 
-def sqnr_db(ref: torch.Tensor, test: torch.Tensor) -> float:
+def finite_pairs(ref: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both as float64, where both are finite: attention scores with a -inf mask added (a sliding
+    window written as log(tril)) made every sum NaN, and the histogram's range infinite."""
     ref, test = ref.detach().double().flatten(), test.detach().double().flatten()
+    finite = torch.isfinite(ref) & torch.isfinite(test)
+    return (ref, test) if bool(finite.all()) else (ref[finite], test[finite])
+
+
+def sqnr_db(ref: torch.Tensor, test: torch.Tensor) -> float:
+    ref, test = finite_pairs(ref, test)
     noise = (ref - test).pow(2).mean().item()
     signal = ref.pow(2).mean().item()
     if noise == 0:
@@ -247,9 +255,9 @@ def _accumulate(converted, float_ref, names, quantized_tensor, inputs, chunk: in
         for name, acc in stats.items():
             f, q = f_vals.get(name), q_vals.get(name)
             if f is not None and q is not None and f.shape == q.shape:
-                f64 = f.double()
+                f64, q64 = finite_pairs(f, q)
                 acc.signal += float(f64.pow(2).sum())
-                acc.noise += float((f64 - q.double()).pow(2).sum())
+                acc.noise += float((f64 - q64).pow(2).sum())
                 acc.compared = True
             h = f_vals.get(quantized_tensor[name], f)
             if h is not None:
@@ -310,8 +318,9 @@ def analyse(
             "act_max": act[0] * (act[3] - act[1]) if act else None,
             "sqnr_db": None if sqnr is None else round(sqnr, 3),
         }
-        if acc.values:
-            hist_src = torch.cat(acc.values)
+        hist_src = torch.cat(acc.values) if acc.values else torch.zeros(0)
+        hist_src = hist_src[torch.isfinite(hist_src)]
+        if hist_src.numel():
             lo, hi = float(hist_src.min()), float(hist_src.max())
             if act:
                 lo, hi = min(lo, entry["act_min"]), max(hi, entry["act_max"])

@@ -543,6 +543,37 @@ def test_each_output_gets_its_own_sqnr(tmp_path):
     assert list(each_output_sqnr((a, b), (a, b))) == ["output 0", "output 1"]
 
 
+def test_a_minus_infinity_mask_leaves_the_analysis_finite(tmp_path):
+    # Mistral's sliding window, written as log(triu(tril(ones))): scores + mask holds -inf, which made
+    # the histogram's range infinite (the run crashed after calibration) and every layer sum NaN
+    import math
+
+    import numpy as np
+    import torch
+    from torch import nn
+
+    class WindowAttention(nn.Module):
+        def __init__(self, d=32, window=4):
+            super().__init__()
+            self.qkv, self.out, self.window = nn.Linear(d, 3 * d), nn.Linear(d, d), window
+
+        def forward(self, x):
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            n = x.shape[1]
+            mask = torch.log(torch.triu(torch.tril(torch.ones(n, n)), diagonal=-self.window))
+            w = q @ k.transpose(1, 2) / math.sqrt(q.shape[-1]) + mask
+            return self.out(torch.softmax(w, dim=-1) @ v)
+
+    torch.manual_seed(0)
+    path = _save(WindowAttention(), (torch.randn(2, 16, 32),), tmp_path / "swa.pt2")
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 16, 32)).astype(np.float32))
+    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    m = report["metrics"]
+    assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
+    masked = [x for x in report["layers"] if x["op"] == "add"]
+    assert masked and all(math.isfinite(x["sqnr_db"]) for x in masked), masked
+
+
 def test_layers_inside_torch_cond_are_named_as_float(tmp_path):
     import torch
     from torch import nn
