@@ -110,6 +110,7 @@ AVERAGING_OPS = {
     aten.avg_pool2d.default,
     aten.mean.dim,
 }
+WINDOW_POOLS = {aten.avg_pool1d.default, aten.avg_pool2d.default}
 # Ops with an integer kernel in ONNX Runtime (QLinearSigmoid, QLinearLeakyRelu) whose output range
 # differs from the input's: their output gets its own observer. Not softmax: QLinearSoftmax made
 # attention slower than its float softmax.
@@ -492,6 +493,9 @@ class OpQuantizer(Quantizer):
 
     def _annotate_binary(self, node: Node) -> None:
         a, b = node.args[0], node.args[1]
+        if _not_float32(a) or _not_float32(b):
+            # float slopes times int64 positions (BLOOM's ALiBi): an int64 input cannot be observed
+            return
         qmap = {a: self.act}
         if b is not a:
             qmap[b] = self.act
@@ -521,6 +525,10 @@ class OpQuantizer(Quantizer):
                     # a zero pad on the model input or after a float op (TF-style "same" padding):
                     # quantized before the pad, it runs on uint8 and becomes the conv's own padding
                     # (see zero_pads_keep_input_range) instead of a float Pad
+                    self._annotate_unary(node, src, self.act)
+                elif t in WINDOW_POOLS and not only_feeds_output(node):
+                    # a pool graph_passes left a pool (< 8 channels) on the model input or after a
+                    # float op: float AveragePool took 1974 us, QLinearAveragePool 505 (DLinear)
                     self._annotate_unary(node, src, self.act)
                 elif t in OWN_RANGE_OPS and _observed_by_a_user(src) and not only_feeds_output(node):
                     # a SiLU gate after a float op: the multiply quantizes x anyway, so the sigmoid

@@ -645,6 +645,32 @@ def test_integer_index_arithmetic_is_not_observed(tmp_path):
     assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
 
 
+def test_float_times_integer_positions_is_not_observed(tmp_path):
+    # BLOOM's ALiBi: float slopes times int64 positions (a mask's cumsum); the multiply's int64 input
+    # got an observer and calibration crashed ("histogram_cpu" not implemented for 'Long')
+    import numpy as np
+    import torch
+    from torch import nn
+
+    class Alibi(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("slopes", torch.tensor([0.5, 0.25]))
+            self.q, self.fc = nn.Linear(8, 8), nn.Linear(16, 4)
+
+        def forward(self, x):
+            pos = (x > 0).long().cumsum(-1)
+            bias = self.slopes[:, None] * pos[:, None, :]
+            return self.fc((self.q(x)[:, None, :] + bias).flatten(1))
+
+    torch.manual_seed(0)
+    path = _save(Alibi(), (torch.randn(2, 8),), tmp_path / "m.pt2")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32))
+    m = quantize(path, tmp_path / "out", calib=str(tmp_path / "x.npy"))["metrics"]
+    assert m["ort_op_counts"].get("QGemm") == 2, m["ort_op_counts"]
+    assert m["output_sqnr_db"] >= 30, m
+
+
 def test_class_ids_beside_scores_are_not_counted_as_signal(tmp_path):
     # the argmax beside the scores was counted as signal: one flipped id and the report read 3.8 dB
     import numpy as np

@@ -137,6 +137,64 @@ def test_hand_written_linears_become_linears():
     torch.testing.assert_close(gm(x), want, rtol=1e-5, atol=1e-4)
 
 
+class CrossNet(nn.Module):
+    """DeepCTR's DCN-v2 cross layers: kernels[i] @ x_l + bias[i] on column vectors."""
+
+    def __init__(self, d=6, layers=2):
+        super().__init__()
+        self.kernels = nn.Parameter(torch.randn(layers, d, d))
+        self.bias = nn.Parameter(torch.randn(layers, d, 1))
+
+    def forward(self, x):
+        x0 = xl = x.unsqueeze(2)
+        for i in range(self.kernels.shape[0]):
+            xl = x0 * (torch.matmul(self.kernels[i], xl) + self.bias[i]) + xl
+        return xl.squeeze(2)
+
+
+def test_constant_times_column_vectors_becomes_a_linear():
+    # W @ x on [B, k, 1] ran as one tiny QLinearMatMul per sample: 3.3x onnxruntime's quantizer
+    torch.manual_seed(0)
+    model, x = CrossNet().eval(), torch.randn(5, 6)
+    gm, want = _prepared(model, x)
+    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    aten = torch.ops.aten
+    assert ops.count(aten.linear.default) == 2 and aten.matmul.default not in ops, ops
+    assert ops.count(aten.add.Tensor) == 2, ops  # the residuals; each bias went into its linear
+    torch.testing.assert_close(gm(x), want, rtol=1e-5, atol=1e-5)
+
+
+class TensordotProjection(nn.Module):
+    """AutoInt's interacting layer projects field embeddings with tensordot on a raw parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(6, 6))
+
+    def forward(self, x):
+        return torch.relu(torch.tensordot(x, self.w, dims=([-1], [0])))
+
+
+def test_tensordot_with_a_weight_becomes_a_linear():
+    # exported as Reshape + float MatMul + Reshape between DQ and Q
+    torch.manual_seed(0)
+    model, x = TensordotProjection().eval(), torch.randn(2, 5, 6)
+    gm, want = _prepared(model, x)
+    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert torch.ops.aten.linear.default in ops and torch.ops.aten.tensordot.default not in ops, ops
+    torch.testing.assert_close(gm(x), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("channels", "pool"), [(7, True), (8, False)])
+def test_average_pool_over_few_channels_stays_a_pool(channels, pool):
+    # ONNX Runtime's int8 depthwise conv over fewer than 8 channels is slower than its pool (DLinear)
+    model, x = nn.AvgPool1d(25, stride=1).eval(), torch.randn(2, channels, 40)
+    gm, want = _prepared(model, x)
+    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert (torch.ops.aten.avg_pool1d.default in ops) is pool, ops
+    torch.testing.assert_close(gm(x), want)
+
+
 class SamePadding(nn.Module):
     """padding="same" with odd and even kernels and a dilation, "valid", each conv followed by a BN."""
 
