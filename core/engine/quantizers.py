@@ -378,12 +378,18 @@ def _float_after(node: Node) -> bool:
 
 def _into_softmax(node: Node) -> bool:
     """Attention scores plus an additive mask (HF's (1 - mask) * -10000 or finfo.min) or a position
-    bias, read only by softmax (also through another such add): one 8-bit range spans the mask's -1e4
-    to -3e38 and the scores, which all round to zero (a uniform attention; a T5 encoder read 8.7 dB in
-    both quantizers). The softmax runs in float anyway."""
+    bias, read only by softmax (also through another such add, reshapes or a concatenation): one 8-bit
+    range spans the mask's -1e4 to -3e38 and the scores, which all round to zero (a uniform attention;
+    a T5 encoder read 8.7 dB in both quantizers), and a -inf mask (CCNet's diagonal, viewed and
+    concatenated before its softmax) got a range of zero width and vanished. The softmax runs in float
+    anyway."""
     users = [u for u in node.users if not _reads_only_metadata(u, node)]
     return bool(users) and all(
-        u.target in SOFTMAX_OPS or ((u.target in ADD_OPS or _float32_cast(u)) and _into_softmax(u))
+        u.target in SOFTMAX_OPS
+        or (
+            (u.target in ADD_OPS or u.target in CAT_OPS or _float32_cast(u) or u.target in PASS_THROUGH_OPS)
+            and _into_softmax(u)
+        )
         for u in users
     )
 
@@ -574,7 +580,7 @@ class OpQuantizer(Quantizer):
         onnxruntime's quantizer does.
         """
         inputs = list(dict.fromkeys(a for a in node.args[0] if _is_tensor(a)))
-        if not inputs or not any(_has_quantized_output(a) for a in inputs):
+        if not inputs or not any(_has_quantized_output(a) for a in inputs) or _into_softmax(node):
             return
         if len({_non_negative(a) for a in inputs}) > 1:
             qmap, out = {a: self.act for a in inputs}, self.act

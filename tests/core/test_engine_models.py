@@ -1061,6 +1061,50 @@ def test_attention_mask_and_cast_first_norms_keep_attention_float(tmp_path):
     assert m["output_sqnr_db"] >= 25 and m["onnx_parity_sqnr_db"] >= 35, m
 
 
+def test_a_minus_inf_mask_reshaped_and_concatenated_before_softmax_stays_float(tmp_path):
+    # CCNet's criss-cross attention adds -inf on the diagonal of the column scores, then views,
+    # permutes and concatenates them with the row scores before softmax. As a QLinearAdd the -inf
+    # input got an observer range of zero width and rounded to 0: the mask vanished silently
+    import numpy as np
+    import torch
+    from torch import nn
+
+    class CrissCross(nn.Module):
+        def __init__(self, c=16):
+            super().__init__()
+            self.stem = nn.Conv2d(3, c, 3, padding=1)
+            self.qk = nn.Conv2d(c, c // 2, 1)  # one conv for q and k: the diagonal dominates unmasked
+            self.v = nn.Conv2d(c, c, 1)
+
+        def forward(self, x):
+            x = self.stem(x)
+            b, _, h, w = x.shape
+            q = self.qk(x)
+            v = self.v(x)
+            q_h = q.permute(0, 3, 1, 2).reshape(b * w, -1, h).permute(0, 2, 1)
+            k_h = q.permute(0, 3, 1, 2).reshape(b * w, -1, h)
+            q_w = q.permute(0, 2, 1, 3).reshape(b * h, -1, w).permute(0, 2, 1)
+            k_w = q.permute(0, 2, 1, 3).reshape(b * h, -1, w)
+            inf = -torch.diag(torch.tensor(float("inf")).repeat(h), 0).unsqueeze(0).repeat(b * w, 1, 1)
+            e_h = (torch.bmm(q_h, k_h) + inf).view(b, w, h, h).permute(0, 2, 1, 3)
+            e_w = torch.bmm(q_w, k_w).view(b, h, w, w)
+            att = torch.softmax(torch.cat([e_h, e_w], 3), 3)
+            a_h = att[:, :, :, :h].permute(0, 2, 1, 3).reshape(b * w, h, h)
+            a_w = att[:, :, :, h:].reshape(b * h, w, w)
+            v_h = v.permute(0, 3, 1, 2).reshape(b * w, -1, h)
+            v_w = v.permute(0, 2, 1, 3).reshape(b * h, -1, w)
+            o_h = torch.bmm(v_h, a_h.permute(0, 2, 1)).view(b, w, -1, h).permute(0, 2, 3, 1)
+            o_w = torch.bmm(v_w, a_w.permute(0, 2, 1)).view(b, h, -1, w).permute(0, 2, 1, 3)
+            return o_h + o_w
+
+    torch.manual_seed(0)
+    path = _save(CrissCross(), (torch.randn(2, 3, 12, 12),), tmp_path / "cc.pt2")
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 3, 12, 12)).astype(np.float32))
+    m = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))["metrics"]
+    assert m["ort_op_counts"].get("QLinearAdd") == 1, m  # o_h + o_w only
+    assert m["output_sqnr_db"] >= 25 and m["onnx_parity_sqnr_db"] >= 35, m
+
+
 def test_a_linear_shared_by_batch_norms_folds_each_call(tmp_path):
     # TabNet shares its GLU linears between steps, each call with its own BatchNorm1d; torchao folds a
     # shared weight once and drops the other calls' norms (14.7 dB with nothing quantized at all)
