@@ -460,6 +460,7 @@ _ELEMENTWISE = {
     aten.hardtanh.default: aten.hardtanh.default,
     aten.hardtanh_.default: aten.hardtanh.default,
     aten.leaky_relu.default: aten.leaky_relu.default,
+    aten.leaky_relu_.default: aten.leaky_relu.default,
 }
 
 
@@ -707,6 +708,7 @@ _FUNCTIONAL = {
     aten.hardsigmoid_.default: aten.hardsigmoid.default,
     aten.silu_.default: aten.silu.default,
     aten.mish_.default: aten.mish.default,
+    aten.leaky_relu_.default: aten.leaky_relu.default,
 }
 _IN_PLACE = {aten.relu_.default, aten.hardtanh_.default, aten.clamp_.default, aten.mul_.Tensor, *_FUNCTIONAL}
 
@@ -841,6 +843,10 @@ def decompose_for_int8(gm: GraphModule, qat: bool = False) -> int:
             new = _call(gm, node, aten.relu.default, (x,))
         elif (slope := _leaky(node)) is not None:
             new = _call(gm, node, aten.leaky_relu.default, slope)
+        elif target is aten.leaky_relu.default and node.target is not target:
+            # nn.LeakyReLU(inplace=True) (ESRGAN): only the functional form gets its own range; before
+            # an upsample the in-place one ran in float, and the upsample after it
+            new = _call(gm, node, target, tuple(node.args))
         elif node.target is aten.stack.default:
             new = _stack(gm, node)
         elif node.target in _POOL_VALUES and (pool := _pool_values(gm, node)) is not None:

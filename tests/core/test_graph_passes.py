@@ -386,3 +386,28 @@ def test_max_pool_without_its_indices_and_mish_decompose():
     assert ops.count(aten.max_pool2d.default) == 1 and ops.count(aten.max_pool2d_with_indices.default) == 1
     assert aten.mish.default not in ops and ops.count(aten.tanh.default) == 1
     torch.testing.assert_close(gm(x), want)
+
+
+class InPlaceLeakyUpsample(nn.Module):
+    """ESRGAN's upsampler and a darknet layer: conv, in-place LeakyReLU, then an upsample or a max-pool."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x):
+        y = torch.nn.functional.interpolate(self.act(self.a(x)), scale_factor=2.0, mode="nearest")
+        return torch.nn.functional.max_pool2d(self.act(self.b(y)), 2)
+
+
+def test_in_place_leaky_relu_becomes_functional():
+    # the annotator gives leaky_relu its own range; the in-place one got none and ran in float, with
+    # the upsample or max-pool after it
+    torch.manual_seed(0)
+    model, x = InPlaceLeakyUpsample().eval(), torch.randn(2, 3, 8, 8)
+    gm, want = _prepared(model, x)
+    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    aten = torch.ops.aten
+    assert ops.count(aten.leaky_relu.default) == 2 and aten.leaky_relu_.default not in ops
+    torch.testing.assert_close(gm(x), want)
