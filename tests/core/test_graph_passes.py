@@ -17,6 +17,10 @@ def _prepared(model: nn.Module, x: torch.Tensor):
     return gm, want
 
 
+def _targets(gm) -> list:
+    return [n.target for n in gm.graph.nodes if n.op == "call_function"]
+
+
 class ScaledConvs(nn.Module):
     """A conv and a transposed conv, each followed by a per-channel scale parameter."""
 
@@ -37,7 +41,7 @@ def test_channel_scales_fold_into_convs_but_not_transposed_ones():
     torch.manual_seed(0)
     model, x = ScaledConvs().eval(), torch.randn(2, 3, 8, 8)
     gm, want = _prepared(model, x)
-    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    ops = _targets(gm)
     assert ops.count(torch.ops.aten.mul.Tensor) == 1, ops  # the transposed conv's
     torch.testing.assert_close(gm(x), want, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(model(x), want)  # the float model's parameters were left alone
@@ -91,7 +95,7 @@ def test_activation_idioms_become_ops_the_annotator_folds():
     torch.manual_seed(0)
     model, x = ActivationIdioms().eval(), torch.randn(2, 3, 8, 8) * 3
     gm, want = _prepared(model, x)
-    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    ops = _targets(gm)
     aten = torch.ops.aten
     # relu, x 0.5, clamp(max=1) -> clamp(0, 2) then x 0.5: one clamp right after the conv
     clamp = next(n for n in gm.graph.nodes if n.target is aten.clamp.default)
@@ -130,7 +134,7 @@ def test_hand_written_linears_become_linears():
     torch.manual_seed(0)
     model, x = HandWrittenLinears().eval(), torch.randn(5, 8)
     gm, want = _prepared(model, x)
-    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    ops = _targets(gm)
     aten = torch.ops.aten
     assert ops.count(aten.linear.default) == 3 and aten.addmm.default not in ops, ops
     assert aten.matmul.default not in ops and aten.add.Tensor not in ops, ops
@@ -157,7 +161,7 @@ def test_constant_times_column_vectors_becomes_a_linear():
     torch.manual_seed(0)
     model, x = CrossNet().eval(), torch.randn(5, 6)
     gm, want = _prepared(model, x)
-    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    ops = _targets(gm)
     aten = torch.ops.aten
     assert ops.count(aten.linear.default) == 2 and aten.matmul.default not in ops, ops
     assert ops.count(aten.add.Tensor) == 2, ops  # the residuals; each bias went into its linear
@@ -180,7 +184,7 @@ def test_tensordot_with_a_weight_becomes_a_linear():
     torch.manual_seed(0)
     model, x = TensordotProjection().eval(), torch.randn(2, 5, 6)
     gm, want = _prepared(model, x)
-    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    ops = _targets(gm)
     assert torch.ops.aten.linear.default in ops and torch.ops.aten.tensordot.default not in ops, ops
     torch.testing.assert_close(gm(x), want, rtol=1e-5, atol=1e-5)
 
@@ -190,7 +194,7 @@ def test_average_pool_over_few_channels_stays_a_pool(channels, pool):
     # ONNX Runtime's int8 depthwise conv over fewer than 8 channels is slower than its pool (DLinear)
     model, x = nn.AvgPool1d(25, stride=1).eval(), torch.randn(2, channels, 40)
     gm, want = _prepared(model, x)
-    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    ops = _targets(gm)
     assert (torch.ops.aten.avg_pool1d.default in ops) is pool, ops
     torch.testing.assert_close(gm(x), want)
 
@@ -243,7 +247,7 @@ def test_parallel_branches_of_one_kernel_size_merge(groups, branches, convs):
     blocks = [RepBlock(8, groups, branches), RepBlock(8, groups, branches)]
     model, x = nn.Sequential(nn.Conv2d(3, 8, 1), *blocks).eval(), torch.randn(2, 3, 9, 10)
     gm, want = _prepared(model, x)
-    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    ops = _targets(gm)
     assert ops.count(torch.ops.aten.conv2d.default) == convs, ops
     assert ops.count(torch.ops.aten.add.Tensor) == 4, ops
     torch.testing.assert_close(gm(x), want, rtol=1e-4, atol=1e-4)
@@ -262,7 +266,7 @@ def test_convs_of_different_inputs_or_strides_stay_apart():
 
     torch.manual_seed(0)
     gm, want = _prepared(TwoInputs().eval(), torch.randn(2, 4, 8, 8))
-    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    ops = _targets(gm)
     assert ops.count(torch.ops.aten.conv2d.default) == 4, ops
 
 
@@ -272,7 +276,7 @@ def test_string_padding_becomes_numbers_and_folds_its_batch_norm():
     torch.manual_seed(0)
     model, x = SamePadding().eval(), torch.randn(2, 4, 11, 12)
     gm, want = _prepared(model, x)
-    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    ops = _targets(gm)
     assert ops.count(torch.ops.aten.conv2d.default) == 3, ops
     assert ops.count(torch.ops.aten.pad.default) == 1, ops  # the even kernel's extra row
     assert not any("batch_norm" in str(op) for op in ops), ops
@@ -308,7 +312,7 @@ def test_transposed_convs_become_sub_pixel_convs(layer, shape):
         torch.randn(shape),
     )
     gm, want = _prepared(model, x)
-    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    ops = _targets(gm)
     assert not any("conv_transpose" in str(op) for op in ops), ops
     # the ReLU comes straight after the conv, so it folds into that conv's output Q
     first = ops.index(torch.ops.aten.conv1d.default if len(shape) == 3 else torch.ops.aten.conv2d.default)
@@ -323,7 +327,7 @@ def test_pixel_shuffle_becomes_two_transposes():
     model = nn.Sequential(nn.Conv2d(3, 12, 3, 1, 1), nn.PixelShuffle(2), nn.ReLU(), nn.Conv2d(3, 2, 1))
     x = torch.randn(2, 3, 5, 7)
     gm, want = _prepared(model.eval(), x)
-    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    ops = _targets(gm)
     assert torch.ops.aten.pixel_shuffle.default not in ops, ops
     assert ops.count(torch.ops.aten.permute.default) == 2, ops
     assert ops[ops.index(torch.ops.aten.conv2d.default) + 1] == torch.ops.aten.relu.default, ops
@@ -381,7 +385,7 @@ def test_max_pool_without_its_indices_and_mish_decompose():
     torch.manual_seed(0)
     model, x = PoolWithIndices().eval(), torch.randn(2, 3, 8, 8)
     gm, want = _prepared(model, x)
-    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    ops = _targets(gm)
     aten = torch.ops.aten
     assert ops.count(aten.max_pool2d.default) == 1 and ops.count(aten.max_pool2d_with_indices.default) == 1
     assert aten.mish.default not in ops and ops.count(aten.tanh.default) == 1
@@ -407,7 +411,7 @@ def test_in_place_leaky_relu_becomes_functional():
     torch.manual_seed(0)
     model, x = InPlaceLeakyUpsample().eval(), torch.randn(2, 3, 8, 8)
     gm, want = _prepared(model, x)
-    ops = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    ops = _targets(gm)
     aten = torch.ops.aten
     assert ops.count(aten.leaky_relu.default) == 2 and aten.leaky_relu_.default not in ops
     torch.testing.assert_close(gm(x), want)
