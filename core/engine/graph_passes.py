@@ -416,7 +416,7 @@ def _pool_window(node: Node) -> tuple[list[int], list[int], list[int]] | None:
         return kernel, kernel, [0] * spatial
     if x.shape[1] < 8:
         # ONNX Runtime's int8 depthwise conv over fewer than 8 channels lost to QLinearAveragePool in
-        # every case measured (1-7 channels, 1.1-8x): over DLinear's 7 series 1456 us against 387
+        # every hand-built case (1-7 channels, 1.1-8x); in DLinear (7 series) 1135 us against 505
         return None
     args = [*node.args, *[None] * 7][:7]
     kernel = list(args[1])
