@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 import traceback
+from pathlib import Path
 
 from core.errors import Cancelled, UserError
 from core.presets import DEFAULT_PRESET, OBSERVERS, PRESETS, preset_ids
@@ -190,11 +191,15 @@ def _summary(result: dict) -> None:
     print(f"  output SQNR vs float  {f('output_sqnr_db', ' dB')}")
     if each := m.get("outputs_sqnr_db"):
         print("    each output         " + ", ".join(f"{k} {v:.4g} dB" for k, v in each.items()))
-    print(f"  ONNX parity           {f('onnx_parity_sqnr_db', ' dB')}")
-    print(f"  size float -> int8    {f('size_float_bytes')} -> {f('size_int8_bytes')} bytes")
-    print(
-        f"  latency float -> int8 {f('latency_float_ms', ' ms')} -> {f('latency_int8_ms', ' ms')} ({f('speedup', 'x')})"
-    )
+    if "int8_onnx" in r["artifacts"]:
+        print(f"  ONNX parity           {f('onnx_parity_sqnr_db', ' dB')}")
+        print(f"  size float -> int8    {f('size_float_bytes')} -> {f('size_int8_bytes')} bytes")
+        print(
+            f"  latency float -> int8 {f('latency_float_ms', ' ms')} -> {f('latency_int8_ms', ' ms')} ({f('speedup', 'x')})"
+        )
+    else:  # parity, sizes and latencies are measured on the ONNX files
+        pt2 = Path(result["out_dir"]) / r["artifacts"]["int8_pt2"]
+        print(f"  int8 program          {pt2.name}, {pt2.stat().st_size:,} bytes (no ONNX file: --no-onnx)")
     if m.get("accuracy_float") is not None:
         print(f"  accuracy float / int8 {f('accuracy_float')} / {f('accuracy_int8')}")
     for w in r["warnings"]:

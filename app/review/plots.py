@@ -226,10 +226,10 @@ class UnfusedList(QWidget):
         layout.addWidget(self.table)
 
     def show_run(self, run: RunData | None) -> None:
-        unfused = (run.report.get("unfused") if run else None) or []
-        known = run is not None and "unfused" in run.report
+        known = run is not None and run.report.get("unfused") is not None
+        unfused = run.report["unfused"] if known else []
         if not known:
-            self.title.setText("Unfused ops: this report has no export diagnosis.")
+            self.title.setText("Unfused ops: not diagnosed — this run wrote no ONNX file.")
         elif not unfused:
             self.title.setText("Unfused ops: none — every quantized op runs in an integer kernel.")
         else:

@@ -320,7 +320,7 @@ def quantize(opts: QuantizeOptions, progress: Progress | None = None, run_id: in
     dynamic = cap.fixed_batch is None
     # copies: torch.export.save stores the whole storage of a view, the calibration set's here
     ex = tuple(t[: cap.fixed_batch or 2].clone() for t in sample)
-    unfused: list[dict] = []
+    unfused: list[dict] | None = None  # null: no ONNX file, nothing diagnosed
     _save_int8_pt2(out / ARTIFACTS["int8_pt2"], converted, reference_copy, ex, dynamic, warnings)
     p(0.15, "saved model.int8.pt2")
     if opts.export_onnx:

@@ -17,6 +17,10 @@ def _fmt(v, unit="") -> str:
     return f"{v}{unit}"
 
 
+def _mb(n: int | None) -> float | None:
+    return None if n is None else n / 1e6
+
+
 def _colour(sqnr) -> str:
     if sqnr is None:
         return "#9e9e9e"
@@ -79,7 +83,7 @@ def render(report: dict, tensors: dict) -> str:
         ("ONNX checker", _fmt(m.get("onnx_checker"))),
         (
             "Size float / int8",
-            f"{_fmt((m.get('size_float_bytes') or 0) / 1e6, ' MB')} / {_fmt((m.get('size_int8_bytes') or 0) / 1e6, ' MB')}",
+            f"{_fmt(_mb(m.get('size_float_bytes')), ' MB')} / {_fmt(_mb(m.get('size_int8_bytes')), ' MB')}",
         ),
         (
             "Latency float / int8 (ONNX Runtime CPU, batch 1)",
@@ -100,10 +104,12 @@ def render(report: dict, tensors: dict) -> str:
         for layer in layers
     )
     warnings = "".join(f"<li>{esc(w)}</li>" for w in report.get("warnings", [])) or "<li>none</li>"
+    diagnosed = report.get("unfused")
     unfused = (
-        "".join(
-            f"<li><b>{esc(u['op'])}</b> {esc(u['name'])}: {esc(u['reason'])}</li>"
-            for u in report.get("unfused", [])
+        "<li>not diagnosed: this run wrote no ONNX file</li>"
+        if diagnosed is None
+        else "".join(
+            f"<li><b>{esc(u['op'])}</b> {esc(u['name'])}: {esc(u['reason'])}</li>" for u in diagnosed
         )
         or "<li>every Conv, Gemm, MatMul and Add runs as an integer kernel</li>"
     )

@@ -212,3 +212,16 @@ def test_screenshot_targets_can_be_shown(page):
         assert widget.isVisible()
     assert page.graph_node_count() == len(page.run.graphs["quantized"].nodes)
     assert page.layer_row_count() == len(page.run.layers)
+
+
+def test_the_unfused_list_claims_nothing_for_a_run_without_onnx(qtbot):
+    from types import SimpleNamespace
+
+    from app.review.plots import UnfusedList
+
+    widget = UnfusedList()
+    qtbot.addWidget(widget)
+    widget.show_run(SimpleNamespace(report={"unfused": None}))  # what a --no-onnx run writes
+    assert "not diagnosed" in widget.title.text() and widget.table.isHidden()
+    widget.show_run(SimpleNamespace(report={"unfused": []}))
+    assert "every quantized op runs in an integer kernel" in widget.title.text()

@@ -49,3 +49,26 @@ def test_presets_json_lists_every_id(capsys):
     presets = json.loads(capsys.readouterr().out)
     assert [p["id"] for p in presets] == preset_ids()
     assert all(p["hardware"] and p["choose_when"] for p in presets)
+
+
+def test_a_run_without_onnx_claims_nothing_about_onnx(capsys, tmp_path, zoo_pt2, db):
+    out_dir = tmp_path / "run"
+    args = [
+        "quantize",
+        str(zoo_pt2("linear")),
+        "--out",
+        str(out_dir),
+        "--db",
+        db,
+        "--samples",
+        "8",
+        "--no-onnx",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "n/a" not in out  # parity, size and latency come from ONNX files this run did not write
+    assert f"model.int8.pt2, {(out_dir / 'model.int8.pt2').stat().st_size:,} bytes" in out
+    report = json.loads((out_dir / "report.json").read_text())
+    assert report["unfused"] is None, "nothing was diagnosed, so nothing may read as fused"
+    html = (out_dir / "report.html").read_text()
+    assert "not diagnosed" in html and "runs as an integer kernel" not in html and "0 MB" not in html
