@@ -125,7 +125,12 @@ def export_onnx(
     dyn = batch_dynamic_shapes(example_inputs) if dynamic_batch else None
     sink = io.StringIO()
     try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings():
+        with (
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+            warnings.catch_warnings(),
+            _without_slice_split_rule(),
+        ):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 module,
@@ -157,6 +162,31 @@ def export_onnx(
     _strip_debug_metadata(model)
     model.producer_name = "qdq-studio"
     onnx.save_model(model, str(path))
+
+
+@contextlib.contextmanager
+def _without_slice_split_rule():
+    """Leave onnxscript's SlicesSplit rewrite out of the exporter's optimisation.
+
+    Its pattern ends in two nodes, and onnxscript's matcher then indexes the whole graph again for
+    every Slice it tries: quadratic. Exporting a 16-step unrolled SRU took 303 s, 185 of them in that
+    rule. It never applies to torch's exports anyway: it wants the second slice to end at the
+    dimension, where torch writes INT64_MAX. The rule list is onnxscript's private default; without
+    it, the export runs as before.
+    """
+    try:
+        from onnxscript import rewriter
+        from onnxscript.rewriter.rules.common import slice_split_rule
+
+        rules = rewriter._DEFAULT_REWRITE_RULES
+    except (ImportError, AttributeError):
+        yield
+        return
+    rewriter._DEFAULT_REWRITE_RULES = tuple(r for r in rules if r is not slice_split_rule)
+    try:
+        yield
+    finally:
+        rewriter._DEFAULT_REWRITE_RULES = rules
 
 
 def _strip_debug_metadata(model: onnx.ModelProto) -> None:
