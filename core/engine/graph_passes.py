@@ -886,8 +886,30 @@ def _factories_as_constants(gm: GraphModule) -> None:
         if node.target in _FACTORIES and not any(
             isinstance(a, Node) for a in tree_leaves((node.args, node.kwargs))
         ):
+            _functional_fill(node)
             node.replace_all_uses_with(_new_constant(gm, node, node.target(*node.args, **node.kwargs)))
             gm.graph.erase_node(node)
+
+
+def _functional_fill(factory: Node) -> None:
+    """An in-place op that alone reads a factory (HF's causal mask: torch.full(...).masked_fill_(...))
+    becomes its out-of-place form. On the buffer the factory becomes, constant folding ran the in-place
+    op and stored the view after it as a second constant sharing the buffer's storage; the mutation
+    stayed in the graph, and torch's ONNX exporter failed on the int8 model ("expected compiled_fn to
+    be GraphModule") for OPT, Phi and Qwen2 shapes."""
+    if len(factory.users) != 1:
+        return
+    user = next(iter(factory.users))
+    target = user.target
+    if not isinstance(target, torch._ops.OpOverload) or not user.args or user.args[0] is not factory:
+        return
+    name = target._schema.name.split("::")[-1]
+    if not name.endswith("_") or name.startswith("_"):
+        return
+    packet = getattr(torch.ops.aten, name[:-1], None)
+    functional = getattr(packet, target._overloadname, None) if packet is not None else None
+    if functional is not None and not functional._schema.is_mutable:
+        user.target = functional
 
 
 def fold_parameter_math(gm: GraphModule) -> int:

@@ -169,7 +169,54 @@ def program_module(ep: torch.export.ExportedProgram) -> torch.fx.GraphModule:
     gm = ep.module()
     _inline_regions(gm)
     _flat_inputs(gm)
+    _functional_view_writes(gm)
     return gm
+
+
+def _functional_view_writes(gm: torch.fx.GraphModule) -> int:
+    """`y[..., 0:2] = v` (YOLO's box decode) stays an in-place copy_ into a slice of y in the program.
+    Once an observer stands between the slice and the copy_, the write lands in the observer's copy and
+    y keeps its old values: a YOLO head read 0.1 dB, its boxes were raw sigmoids, and larger ones
+    failed the ONNX checker. Each such write becomes y' = slice_scatter(y, v) (select_scatter for an
+    index), which everything after it reads. Only into a slice or an index of a fresh tensor (not a
+    view of another, which the write would change too) or of an input, and not while another view of
+    it, taken before the write, is read after it; returns how many."""
+    aten = torch.ops.aten
+    scatter = {aten.slice.Tensor: aten.slice_scatter.default, aten.select.int: aten.select_scatter.default}
+    done = 0
+    for node in [n for n in gm.graph.nodes if n.target is aten.copy_.default]:
+        view, src = node.args[:2]
+        base = view.args[0] if isinstance(view, torch.fx.Node) and view.target in scatter else None
+        if not (isinstance(base, torch.fx.Node) and _fresh(base)):
+            continue
+        order = {n: i for i, n in enumerate(gm.graph.nodes)}
+        later = [u for u in (*base.users, *view.users) if order[u] > order[node]]
+        views_before = [u for u in base.users if u is not view and order[u] < order[node] and not _fresh(u)]
+        if any(order[w] > order[node] for v in views_before for w in v.users):
+            continue  # a view taken before the write and read after it would miss the write
+        with gm.graph.inserting_after(node):
+            new = gm.graph.call_function(scatter[view.target], (base, src, *view.args[1:]), view.kwargs)
+        with gm.graph.inserting_after(new):
+            written = gm.graph.call_function(view.target, (new, *view.args[1:]), view.kwargs)
+        new.meta["val"], written.meta["val"] = base.meta.get("val"), view.meta.get("val")
+        for user in later:
+            user.replace_input_with(base, new)
+            user.replace_input_with(view, written)
+        node.replace_all_uses_with(written)
+        gm.graph.erase_node(node)
+        done += 1
+    if done:
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+    return done
+
+
+def _fresh(node: torch.fx.Node) -> bool:
+    """A graph input, or an op whose output is a new tensor rather than a view of its input."""
+    if node.op == "placeholder":
+        return True
+    schema = getattr(node.target, "_schema", None)
+    return node.op == "call_function" and schema is not None and not any(r.alias_info for r in schema.returns)
 
 
 # higher-order ops that wrap a region of forward in a mode -> index of the region's submodule

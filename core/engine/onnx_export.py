@@ -29,6 +29,9 @@ from core.errors import UserError
 
 OPSET = 20
 ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
+NO_ONNX = (
+    "command line: --no-onnx; in the window: Preset, Advanced options, untick 'Write the int8 ONNX file'"
+)
 SCOPE_KEY = "pkg.torch.onnx.name_scopes"
 INTEGER_OPS = {
     "QLinearConv",
@@ -145,9 +148,10 @@ def export_onnx(
             )
         model = program.model_proto
     except Exception as e:
-        text = ANSI_CODES.sub("", str(e)).strip()  # the exporter colours its step names for a terminal
-        first = text.splitlines()[0][:300] if text else type(e).__name__
-        raise UserError(f"ONNX export failed: {first}") from e
+        raise UserError(
+            f"ONNX export failed: {_why(e)}. For an int8 .pt2 without ONNX, quantize again without ONNX "
+            f"export ({NO_ONNX})"
+        ) from e
     onnx_passes.distinct_output_names(model)
     onnx_passes.same_type_casts(model)
     onnx_passes.reduce_mean_to_global_pool(model)
@@ -162,6 +166,17 @@ def export_onnx(
     _strip_debug_metadata(model)
     model.producer_name = "qdq-studio"
     onnx.save_model(model, str(path))
+
+
+def _why(error: BaseException) -> str:
+    """The exporter's failed step and, from the end of the cause chain, what failed inside it."""
+    lines = []
+    while error is not None:
+        text = ANSI_CODES.sub("", str(error)).strip()  # the exporter colours its step names for a terminal
+        first = text.splitlines()[0].split(" Next steps:")[0][:300] if text else type(error).__name__
+        lines.append(first)
+        error = error.__cause__
+    return lines[0] if len(lines) == 1 else f"{lines[0]} ({lines[-1]})"
 
 
 @contextlib.contextmanager

@@ -141,8 +141,7 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
         raise UserError(
             "this model computes with complex numbers (torch.fft or torch.complex, first in "
             f"{module_path(complex_node) or complex_node.name}), which ONNX cannot represent. Quantize it "
-            "without ONNX export for an int8 .pt2 (command line: --no-onnx; in the window: Preset, Advanced "
-            "options, untick 'Write the int8 ONNX file'), or move the FFT out of the model"
+            f"without ONNX export for an int8 .pt2 ({onnx_export.NO_ONNX}), or move the FFT out of the model"
         )
     specs = calibration.input_specs(cap.example_inputs, loaded.input_names)
     float_model = cap.graph_module

@@ -1264,3 +1264,105 @@ def test_slower_int8_says_why():
     conv2d = graph(torch.nn.Conv2d(3, 8, 3), torch.randn(2, 3, 8, 8))
     tiny = _slower_than_float(metrics | {"size_int8_bytes": 9000}, conv2d)
     assert "3-D" not in tiny and "smaller" not in tiny and "keep it in float" in tiny
+
+
+def test_writes_into_slices_reach_the_quantized_model(tmp_path):
+    # YOLO's decode writes y[..., 0:2] = ... into a sigmoid's output; with an observer between the
+    # slice and the in-place copy, the write was lost: 0.1 dB, the boxes were raw sigmoids
+    import numpy as np
+    import torch
+    from torch import nn
+
+    class Decode(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 6, 3, padding=1)
+            self.register_buffer("grid", torch.arange(8.0).repeat(8, 1).unsqueeze(-1).repeat(1, 1, 2))
+
+        def forward(self, x):
+            y = self.conv(x).permute(0, 2, 3, 1).sigmoid()
+            y[..., 0:2] = (y[..., 0:2] * 2 - 0.5 + self.grid) * 8
+            y[..., 4] = y[..., 4] * 3
+            return y.flatten(1)
+
+    torch.manual_seed(0)
+    path = _save(Decode(), (torch.rand(2, 3, 8, 8),), tmp_path / "decode.pt2")
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).random((16, 3, 8, 8)).astype(np.float32))
+    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    m = report["metrics"]
+    assert m["output_sqnr_db"] >= 30 and m["onnx_output_sqnr_db"] >= 30, m
+
+
+def test_a_causal_mask_filled_in_place_exports(tmp_path):
+    # HF's _make_causal_mask: torch.full(...).masked_fill_(...) on a constant; folding left the
+    # in-place op on a buffer two constants shared, and the int8 ONNX export failed (OPT, Phi, Qwen2)
+    import numpy as np
+    import torch
+    from torch import nn
+
+    class Causal(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv = nn.Linear(16, 48)
+
+        def forward(self, x):
+            n = x.shape[1]
+            mask = torch.full((n, n), torch.finfo(x.dtype).min)
+            cond = torch.arange(n)
+            mask.masked_fill_(cond < (cond + 1).view(n, 1), 0)
+            q, k, v = self.qkv(x).chunk(3, -1)
+            return ((q @ k.transpose(1, 2)) / 4 + mask[None]).softmax(-1) @ v
+
+    torch.manual_seed(0)
+    path = _save(Causal(), (torch.randn(2, 8, 16),), tmp_path / "causal.pt2")
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 8, 16)).astype(np.float32))
+    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    m = report["metrics"]
+    assert m["onnx_output_sqnr_db"] >= 25 and m["onnx_parity_sqnr_db"] >= 35, m
+
+
+def test_matrices_times_column_vectors_stay_float(tmp_path):
+    # an LRU's per-state kernels [N, L, L] times [B, N, L, 1]: ONNX Runtime's QLinearMatMul ran one
+    # tiny product per matrix, 2.26x of onnxruntime's quantizer, which keeps the MatMul float
+    import numpy as np
+    import torch
+    from torch import nn
+
+    class Kernels(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = nn.Linear(16, 4)
+            self.kernel = nn.Parameter(torch.randn(4, 16, 16) / 4)
+            self.out = nn.Linear(4, 8)
+
+        def forward(self, x):  # [B, L, 16]
+            u = self.inp(x).transpose(1, 2).unsqueeze(-1)  # [B, N, L, 1]
+            return self.out((self.kernel @ u).squeeze(-1).transpose(1, 2))
+
+    torch.manual_seed(0)
+    path = _save(Kernels(), (torch.randn(2, 16, 16),), tmp_path / "lru.pt2")
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 16, 16)).astype(np.float32))
+    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    counts = report["metrics"]["ort_op_counts"]
+    assert counts.get("QGemm", 0) + counts.get("MatMulInteger", 0) >= 2 and "QLinearMatMul" not in counts, (
+        counts
+    )
+    assert report["metrics"]["onnx_output_sqnr_db"] >= 30, report["metrics"]
+
+
+def test_a_view_taken_before_a_write_and_read_after_keeps_the_write():
+    # eager semantics: flat aliases y, so it sees the write; a slice_scatter would leave it stale
+    import torch
+
+    from core.engine.loading import _functional_view_writes
+
+    class Early(torch.nn.Module):
+        def forward(self, x):
+            y = x.sigmoid()
+            flat = y.view(-1)
+            y[:, 0:2] = 0.0 * y[:, 0:2] + 5
+            return flat * 1
+
+    gm, x = torch.export.export(Early(), (torch.randn(2, 4),)).module(), torch.randn(2, 4)
+    assert _functional_view_writes(gm) == 0
+    assert torch.equal(gm(x), Early()(x))

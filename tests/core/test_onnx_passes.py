@@ -338,3 +338,25 @@ def test_the_export_leaves_out_the_quadratic_slice_split_rule(tmp_path, monkeypa
     assert "Constant" not in ops and ops.count("Slice") >= 6, ops  # constants folded, the steps' slices kept
     got = ort.InferenceSession(str(path)).run(None, {"x": x.numpy()})[0]
     np.testing.assert_allclose(got, Steps()(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_failed_export_says_what_failed_and_how_to_go_on(tmp_path):
+    # the exporter's own first line named only its step ("... step 1/3 ... Next steps:")
+    import torch
+
+    from core.engine.onnx_export import export_onnx
+    from core.errors import UserError
+
+    class TensorLow(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.low = torch.nn.Parameter(torch.tensor(30.0))
+
+        def forward(self, x):
+            return torch.clamp(x, self.low, 8000.0)  # no overload takes a tensor and a number
+
+    with pytest.raises(UserError) as err:
+        export_onnx(TensorLow(), (torch.randn(2, 4),), tmp_path / "m.onnx", True, ["x"])
+    text = str(err.value)
+    assert "step 1/3" in text and "clamp() received an invalid combination" in text, text
+    assert "Next steps" not in text and "\x1b" not in text and "--no-onnx" in text, text
