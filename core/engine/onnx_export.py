@@ -25,6 +25,7 @@ import torch
 from torch.fx import GraphModule, Node
 
 from core.engine import onnx_passes
+from core.engine.quantizers import FEW_LINEAR_INPUTS
 from core.errors import UserError
 
 OPSET = 20
@@ -347,6 +348,11 @@ def diagnose_unfused(path: Path, work_dir: Path, keep_float: tuple[str, ...] = (
             reason = (
                 "bias of a Linear on 3-D input: the MatMul runs as an integer kernel, this bias Add in float"
             )
+        elif n.op_type in ("Gemm", "MatMul") and 0 < _linear_inputs(model, n) < FEW_LINEAR_INPUTS:
+            reason = (
+                f"a linear over fewer than {FEW_LINEAR_INPUTS} inputs, float on purpose: ONNX Runtime's "
+                "int8 kernel is slower there"
+            )
         elif n.op_type in FLOAT_COMPUTE and not from_dq:
             reason = "its inputs are not quantized, so it runs as a float kernel"
         elif n.op_type in FLOAT_COMPUTE and not to_q:
@@ -357,6 +363,15 @@ def diagnose_unfused(path: Path, work_dir: Path, keep_float: tuple[str, ...] = (
             reason = f"ONNX Runtime has no integer kernel for {n.op_type} here; it runs in float between dequantize and quantize"
         unfused.append({"op": n.op_type, "name": n.name, "module": module, "node": fx_name, "reason": reason})
     return unfused, counts
+
+
+def _linear_inputs(model: onnx.ModelProto, node) -> int:
+    """The input features of a Gemm or MatMul with a constant weight; 0 for anything else."""
+    w = onnx_passes._constant(model, node.input[1]) if len(node.input) > 1 else None
+    if w is None or w.ndim != 2:
+        return 0
+    trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+    return int(w.shape[1] if trans_b else w.shape[0])
 
 
 def _squares(model: onnx.ModelProto, node) -> bool:

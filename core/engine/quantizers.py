@@ -127,10 +127,15 @@ class TargetScheme:
     int32_bias: bool  # derive an int32 bias from input and weight scales (ONNX Runtime integer kernels)
     quantize_pass_through: bool  # keep int8 through pools and reshapes
     quantize_mul: bool
+    min_linear_inputs: int = 0  # a linear over fewer input features stays float
 
 
+FEW_LINEAR_INPUTS = 16
 SCHEMES = {
-    "onnxruntime": TargetScheme(torch.uint8, False, True, True, True),
+    # ONNX Runtime's int8 linear over K < 16 inputs lost to its float MatMul: 1.3-4.7x at K <= 8, batch
+    # 2 and 64, 4096 and 65536 outputs (1.8x at K = 16 in three of four, 0.3-0.9x from K = 32); a
+    # dynamic conv's mm(attention[B, 4], experts[4, N]) as QGemm took 728 us, 170 as float MatMul
+    "onnxruntime": TargetScheme(torch.uint8, False, True, True, True, min_linear_inputs=FEW_LINEAR_INPUTS),
     "tensorrt": TargetScheme(torch.int8, True, False, False, False),
     "xnnpack": TargetScheme(torch.int8, False, False, True, False),
 }
@@ -512,6 +517,9 @@ class OpQuantizer(Quantizer):
         x, w = node.args[0], node.args[1]
         bias = node.args[2] if len(node.args) > 2 else None
         if not (_is_tensor(x) and isinstance(w, Node)) or _computed_from_inputs(w):
+            return
+        wv = w.meta.get("val")
+        if node.target in LINEAR_OPS and wv is not None and wv.shape[-1] < self.scheme.min_linear_inputs:
             return
         qmap = {x: self.act, w: weight_qspec(self.per_channel, self.opts.qat)}
         if isinstance(bias, Node) and self.scheme.int32_bias:
