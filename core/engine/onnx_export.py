@@ -25,7 +25,7 @@ import torch
 from torch.fx import GraphModule, Node
 
 from core.engine import onnx_passes
-from core.engine.quantizers import FEW_LINEAR_INPUTS
+from core.engine.quantizers import float_is_faster
 from core.errors import UserError
 
 OPSET = 20
@@ -348,9 +348,11 @@ def diagnose_unfused(path: Path, work_dir: Path, keep_float: tuple[str, ...] = (
             reason = (
                 "bias of a Linear on 3-D input: the MatMul runs as an integer kernel, this bias Add in float"
             )
-        elif n.op_type in ("Gemm", "MatMul") and 0 < _linear_inputs(model, n) < FEW_LINEAR_INPUTS:
+        elif (
+            n.op_type in ("Gemm", "MatMul") and (shape := _linear_shape(model, n)) and float_is_faster(*shape)
+        ):
             reason = (
-                f"a linear over fewer than {FEW_LINEAR_INPUTS} inputs, float on purpose: ONNX Runtime's "
+                f"a linear from {shape[0]} inputs to {shape[1]} outputs, float on purpose: ONNX Runtime's "
                 "int8 kernel is slower there"
             )
         elif n.op_type in FLOAT_COMPUTE and not from_dq:
@@ -365,13 +367,13 @@ def diagnose_unfused(path: Path, work_dir: Path, keep_float: tuple[str, ...] = (
     return unfused, counts
 
 
-def _linear_inputs(model: onnx.ModelProto, node) -> int:
-    """The input features of a Gemm or MatMul with a constant weight; 0 for anything else."""
+def _linear_shape(model: onnx.ModelProto, node) -> tuple[int, int] | None:
+    """(inputs, outputs) of a Gemm or MatMul with a constant 2-D weight."""
     w = onnx_passes._constant(model, node.input[1]) if len(node.input) > 1 else None
     if w is None or w.ndim != 2:
-        return 0
-    trans_b = any(a.name == "transB" and a.i for a in node.attribute)
-    return int(w.shape[1] if trans_b else w.shape[0])
+        return None
+    k, n = w.shape
+    return (int(n), int(k)) if any(a.name == "transB" and a.i for a in node.attribute) else (int(k), int(n))
 
 
 def _squares(model: onnx.ModelProto, node) -> bool:

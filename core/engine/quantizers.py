@@ -127,18 +127,30 @@ class TargetScheme:
     int32_bias: bool  # derive an int32 bias from input and weight scales (ONNX Runtime integer kernels)
     quantize_pass_through: bool  # keep int8 through pools and reshapes
     quantize_mul: bool
-    min_linear_inputs: int = 0  # a linear over fewer input features stays float
+    float_when_faster: bool = False  # leave a linear float where float_is_faster says so
 
 
-FEW_LINEAR_INPUTS = 16
 SCHEMES = {
-    # ONNX Runtime's int8 linear over K < 16 inputs lost to its float MatMul: 1.3-4.7x at K <= 8, batch
-    # 2 and 64, 4096 and 65536 outputs (1.8x at K = 16 in three of four, 0.3-0.9x from K = 32); a
-    # dynamic conv's mm(attention[B, 4], experts[4, N]) as QGemm took 728 us, 170 as float MatMul
-    "onnxruntime": TargetScheme(torch.uint8, False, True, True, True, min_linear_inputs=FEW_LINEAR_INPUTS),
+    "onnxruntime": TargetScheme(torch.uint8, False, True, True, True, float_when_faster=True),
     "tensorrt": TargetScheme(torch.int8, True, False, False, False),
     "xnnpack": TargetScheme(torch.int8, False, False, True, False),
 }
+
+
+def float_is_faster(inputs: int, outputs: int) -> bool:
+    """A linear over fewer than 16 inputs into 4096 outputs or more runs faster in float in ONNX Runtime.
+
+    Its int8 linear lost to the float MatMul at every K <= 8 (1.3-4.7x; batch 2 and 64, 4096 and
+    65536 outputs), mostly at K = 16 (0.86-1.82x) and won from K = 32 (0.29-0.89x). A dynamic conv's
+    mm(attention[B, 4], experts[4, N]) took 728 us as QGemm, 170 as float MatMul. Narrower linears are
+    left int8: what float would save there is less than the Q/DQ pair it adds.
+    """
+    return inputs < 16 and outputs >= 4096
+
+
+def _float_is_faster_for(weight: Node) -> bool:
+    w = weight.meta.get("val")
+    return isinstance(w, torch.Tensor) and w.dim() == 2 and float_is_faster(int(w.shape[1]), int(w.shape[0]))
 
 
 @dataclass(frozen=True)
@@ -518,8 +530,7 @@ class OpQuantizer(Quantizer):
         bias = node.args[2] if len(node.args) > 2 else None
         if not (_is_tensor(x) and isinstance(w, Node)) or _computed_from_inputs(w):
             return
-        wv = w.meta.get("val")
-        if node.target in LINEAR_OPS and wv is not None and wv.shape[-1] < self.scheme.min_linear_inputs:
+        if self.scheme.float_when_faster and node.target in LINEAR_OPS and _float_is_faster_for(w):
             return
         qmap = {x: self.act, w: weight_qspec(self.per_channel, self.opts.qat)}
         if isinstance(bias, Node) and self.scheme.int32_bias:
