@@ -142,8 +142,8 @@ def float_is_faster(inputs: int, outputs: int) -> bool:
 
     Its int8 linear lost to the float MatMul at every K <= 8 (1.3-4.7x; batch 2 and 64, 4096 and
     65536 outputs), mostly at K = 16 (0.86-1.82x) and won from K = 32 (0.29-0.89x). A dynamic conv's
-    mm(attention[B, 4], experts[4, N]) took 728 us as QGemm, 170 as float MatMul. Narrower linears are
-    left int8: what float would save there is less than the Q/DQ pair it adds.
+    mm(attention[B, 4], experts[4, N]) took 728 us as QGemm, 170 as float MatMul. Narrower linears, not
+    measured, are left int8: float would save microseconds there and add a Q/DQ pair.
     """
     return inputs < 16 and outputs >= 4096
 
