@@ -7,6 +7,7 @@ explicit trust). Everything else is identified from its bytes and explained, wit
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import operator
 import sys
 import traceback
@@ -132,17 +133,26 @@ def _load_pt2(p: Path) -> LoadedModel:
             f"{p.name} looks like a .pt2 export but cannot be read (damaged, or saved by an incompatible "
             f"torch version): {first}"
         ) from None
-    names = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
     example = _example_inputs_from_program(ep)
+    module = program_module(ep)
     return LoadedModel(
         path=str(p),
         format="pt2",
         sha256=sha256_file(p),
-        module=program_module(ep),
+        module=module,
         example_inputs=example,
         exported=ep,
-        input_names=names,
+        input_names=_input_names(ep, module),
     )
+
+
+def _input_names(ep: torch.export.ExportedProgram, module: torch.nn.Module) -> list[str]:
+    """The names in the model's forward: torch.export lowercases its placeholders, and PaiNN's
+    `forward(self, Z, R)` asked for a calibration .npz holding z and r."""
+    names = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    params = inspect.signature(module.forward).parameters.values()
+    own = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return own if [n.lower() for n in own] == names else names
 
 
 def program_module(ep: torch.export.ExportedProgram) -> torch.fx.GraphModule:

@@ -14,6 +14,7 @@ import io
 import random
 import re
 import statistics
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -106,6 +107,19 @@ def first_complex_value(gm: GraphModule) -> Node | None:
         val = node.meta.get("val")
         if isinstance(val, torch.Tensor) and val.is_complex():
             return node
+    return None
+
+
+def float_export_failure(cap, input_names) -> str | None:
+    """Why the float model does not export, or None. Tried before calibration for models with complex
+    values: rfft, a complex product and irfft export (as DFT), slice or select writes into a complex
+    tensor fail, and the int8 export would only find out after calibration."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = Path(tmp) / "float.onnx"
+            export_onnx(cap.graph_module, cap.example_inputs, path, cap.fixed_batch is None, input_names)
+        except UserError as e:
+            return _why(e.__cause__) if e.__cause__ is not None else str(e)
     return None
 
 

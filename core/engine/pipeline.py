@@ -38,6 +38,7 @@ from core.engine.quantizers import (
     SCHEMES,
     QuantizerOptions,
     build_quantizer,
+    cats_share_ranges,
     convert,
     matches_keep_float,
     module_path,
@@ -137,13 +138,18 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
     cap = capture(loaded)
     graph_passes.views_as_reshapes(cap.graph_module)  # the float model runs on the device too (QAT teacher)
     warnings += cap.warnings
-    if opts.export_onnx and (complex_node := onnx_export.first_complex_value(cap.graph_module)) is not None:
+    specs = calibration.input_specs(cap.example_inputs, loaded.input_names)
+    if (
+        opts.export_onnx
+        and (complex_node := onnx_export.first_complex_value(cap.graph_module)) is not None
+        and (why := onnx_export.float_export_failure(cap, [s.name for s in specs])) is not None
+    ):
         raise UserError(
             "this model computes with complex numbers (torch.fft or torch.complex, first in "
-            f"{module_path(complex_node) or complex_node.name}), which ONNX cannot represent. Quantize it "
-            f"without ONNX export for an int8 .pt2 ({onnx_export.NO_ONNX}), or move the FFT out of the model"
+            f"{module_path(complex_node) or complex_node.name}), which torch's ONNX exporter cannot write "
+            f"here ({why}). Quantize it without ONNX export for an int8 .pt2 ({onnx_export.NO_ONNX}), or "
+            "move the FFT out of the model"
         )
-    specs = calibration.input_specs(cap.example_inputs, loaded.input_names)
     float_model = cap.graph_module
     batch_size = cap.fixed_batch or opts.batch_size
 
@@ -229,6 +235,7 @@ def prepare_and_calibrate(opts: QuantizeOptions, stages: Stages) -> Calibrated:
             for model in (prepared, half):
                 if model is not None:
                     zero_pads_keep_input_range(model)
+                    cats_share_ranges(model)
     finally:
         prepared.to("cpu")
         float_model.to("cpu")

@@ -111,3 +111,20 @@ def test_value_warnings():
     spiked = normal.copy()
     spiked[3, 7] = 1e6
     assert "extreme values (up to 1e+06" in warnings(spiked)[0]
+
+
+def test_npz_keys_are_the_names_in_the_models_forward(tmp_path):
+    # torch.export lowercases its placeholders: PaiNN's forward(self, Z, R) asked for z and r
+    from core.engine.loading import load_model
+
+    class Atoms(torch.nn.Module):
+        def forward(self, Z, R):  # noqa: N803 - the names a user's model has
+            return Z * R
+
+    ex = (torch.ones(2, 3), torch.ones(2, 3))
+    torch.export.save(torch.export.export(Atoms(), ex), str(tmp_path / "m.pt2"))
+    loaded = load_model(str(tmp_path / "m.pt2"))
+    assert loaded.input_names == ["Z", "R"]
+    np.savez(tmp_path / "d.npz", Z=np.ones((5, 3), np.float32), R=np.ones((5, 3), np.float32))
+    specs = cal.input_specs(loaded.example_inputs, loaded.input_names)
+    assert len(cal.load_calibration(str(tmp_path / "d.npz"), specs, 5)) == 5
