@@ -402,15 +402,40 @@ def _residual_sums(model: onnx.ModelProto, producers, consumers) -> set[str]:
     out: set[str] = set()
     for n in model.graph.node:
         users = [c for o in n.output for c in consumers.get(o, [])]
-        readers = {c.op_type for c in users}
         if n.op_type in ("Add", "Sum") and (  # Sum: onnx_passes.sums_before_norms
-            readers & TOKEN_NORMS
-            or any(_squares(model, c) for c in users)
-            or {"ReduceMean", "Sub"} <= readers
+            _normalised_later(model, users, consumers, producers)
             or any(i in producers and producers[i].name in out for i in n.input)
         ):
             out.add(n.name)
     return out
+
+
+TOKEN_MOVES = {
+    "Reshape",
+    "Transpose",
+    "Slice",
+    "Gather",
+    "Concat",
+    "Squeeze",
+    "Unsqueeze",
+    "Split",
+    "Flatten",
+}
+
+
+def _normalised_later(model: onnx.ModelProto, users, consumers, producers, depth: int = 12) -> bool:
+    """A norm reads these users' input, also through row moves and adds of a constant table (see
+    quantizers._normalised_later)."""
+    readers = {c.op_type for c in users}
+    if readers & TOKEN_NORMS or any(_squares(model, c) for c in users) or {"ReduceMean", "Sub"} <= readers:
+        return True
+    return depth > 0 and any(
+        (c.op_type in TOKEN_MOVES or c.op_type == "Add" and any(i not in producers for i in c.input))
+        and _normalised_later(
+            model, [d for o in c.output for d in consumers.get(o, [])], consumers, producers, depth - 1
+        )
+        for c in users
+    )
 
 
 def _float_reach(nodes, start_op: str, producers, consumers, forward: bool) -> set[str]:

@@ -351,9 +351,46 @@ def _residual_stream(node: Node, stream: set[Node]) -> bool:
     out, as LLaMA code does) or by the next residual sum: it stays float. Rounded to 8 bits it cost a
     ViT's class token most of its precision (its row is ~100x smaller than the patch rows sharing the
     scale) and each norm magnifies that; the linears before and after still run in int8."""
-    return any(_normalises(u, v) for v in _with_casts(node) for u in v.users) or any(
-        a in stream for a in node.args[:2]
-    )
+    return any(_normalised_later(v) for v in _with_casts(node)) or any(a in stream for a in node.args[:2])
+
+
+# Ops that only move a token tensor's rows around (a video transformer's time/space regrouping)
+TOKEN_MOVES = {
+    aten.view.default,
+    aten.reshape.default,
+    aten._unsafe_view.default,
+    aten.permute.default,
+    aten.transpose.int,
+    aten.flatten.using_ints,
+    aten.unflatten.int,
+    aten.squeeze.dim,
+    aten.unsqueeze.default,
+    aten.select.int,
+    aten.slice.Tensor,
+    aten.contiguous.default,
+    aten.clone.default,
+    *CAT_OPS,
+}
+
+
+def _normalised_later(x: Node, depth: int = 12) -> bool:
+    """`x` is read by a norm, also after its rows are sliced, regrouped, concatenated or offset by a
+    constant table (TimeSformer's `cat(cls, patches) + pos_embed`, sliced and regrouped by frame, plus a
+    time table, before its first LayerNorm): the same class-token precision is at stake."""
+    for u in x.users:
+        if _normalises(u, x):
+            return True
+        if (
+            depth
+            and (u.target in TOKEN_MOVES or u.target in ADD_OPS and any(_is_get_attr(a) for a in u.args[:2]))
+            and _normalised_later(u, depth - 1)
+        ):
+            return True
+    return False
+
+
+def _is_get_attr(a) -> bool:
+    return isinstance(a, Node) and a.op == "get_attr"
 
 
 def _with_casts(node: Node) -> list[Node]:
