@@ -423,19 +423,24 @@ TOKEN_MOVES = {
 }
 
 
-def _normalised_later(model: onnx.ModelProto, users, consumers, producers, depth: int = 12) -> bool:
+def _normalised_later(
+    model: onnx.ModelProto, users, consumers, producers, depth: int = 12, seen: set | None = None
+) -> bool:
     """A norm reads these users' input, also through row moves and adds of a constant table (see
     quantizers._normalised_later)."""
     readers = {c.op_type for c in users}
     if readers & TOKEN_NORMS or any(_squares(model, c) for c in users) or {"ReduceMean", "Sub"} <= readers:
         return True
-    return depth > 0 and any(
-        (c.op_type in TOKEN_MOVES or c.op_type == "Add" and any(i not in producers for i in c.input))
-        and _normalised_later(
-            model, [d for o in c.output for d in consumers.get(o, [])], consumers, producers, depth - 1
-        )
-        for c in users
-    )
+    seen = set() if seen is None else seen
+    for c in users:
+        if depth <= 0 or id(c) in seen:
+            continue
+        seen.add(id(c))
+        after = [d for o in c.output for d in consumers.get(o, [])]
+        moves = c.op_type in TOKEN_MOVES or c.op_type == "Add" and any(i not in producers for i in c.input)
+        if moves and _normalised_later(model, after, consumers, producers, depth - 1, seen):
+            return True
+    return False
 
 
 def _float_reach(nodes, start_op: str, producers, consumers, forward: bool) -> set[str]:

@@ -373,17 +373,22 @@ TOKEN_MOVES = {
 }
 
 
-def _normalised_later(x: Node, depth: int = 12) -> bool:
+def _normalised_later(x: Node, depth: int = 12, seen: set | None = None) -> bool:
     """`x` is read by a norm, also after its rows are sliced, regrouped, concatenated or offset by a
     constant table (TimeSformer's `cat(cls, patches) + pos_embed`, sliced and regrouped by frame, plus a
-    time table, before its first LayerNorm): the same class-token precision is at stake."""
+    time table, before its first LayerNorm): the same class-token precision is at stake. `seen` keeps
+    81 slices into one concatenation from walking what follows it 81 times."""
+    seen = set() if seen is None else seen
     for u in x.users:
         if _normalises(u, x):
             return True
+        if u in seen:
+            continue
+        seen.add(u)
         if (
             depth
             and (u.target in TOKEN_MOVES or u.target in ADD_OPS and any(_is_get_attr(a) for a in u.args[:2]))
-            and _normalised_later(u, depth - 1)
+            and _normalised_later(u, depth - 1, seen)
         ):
             return True
     return False
