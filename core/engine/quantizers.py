@@ -101,6 +101,7 @@ PASS_THROUGH_OPS = {
     aten.upsample_nearest2d.vec,
     aten.upsample_bilinear2d.vec,  # interpolates between neighbours: never leaves their range
     aten.amax.default,  # max over time in a text CNN; ONNX Runtime runs ReduceMax on uint8
+    aten.unfold.default,  # sliding windows (Longformer's keys): a Gather between transposes
 }
 # Ops that split one tensor into several (read through getitem): each piece shares the input's scale.
 SPLIT_OPS = {aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default, aten.unbind.int}
@@ -629,6 +630,11 @@ class OpQuantizer(Quantizer):
                 continue
             if t in SPLIT_OPS:
                 self._annotate_split(node, src)
+            elif t is aten.pad.default and _pads_zeros(node) and _only_into_windows(node):
+                # a zero pad before unfold (Longformer's sliding windows): its own range while
+                # calibrating, then its input's (zero_pads_keep_input_range), so the pad and the
+                # windows, 2w + 1 times the data, move uint8 instead of float
+                self._annotate_unary(node, src, self.act)
             elif _passes_through(node):
                 self._annotate_unary(node, src, SharedQuantizationSpec((src, node)))
             elif (c := _scaling_factor(node)) is not None:
@@ -727,7 +733,8 @@ def zero_pads_keep_input_range(prepared: GraphModule) -> int:
     (`onnx_passes.pads_into_convs`; WaveNet's causal pads cost 17% of its latency) instead of the
     tensor being rounded again to a range of its own. Not shared while calibrating: the zeros would
     join the input's histogram, which then clips harder (a temporal-shift model lost 2 dB). Only pads
-    read by convs alone: the shifted tensor of that model, concatenated, lost 0.9 dB on its input's range.
+    read by convs alone, or by unfolds alone (Longformer's key windows, which then move as uint8): the
+    shifted tensor of that model, concatenated, lost 0.9 dB on its input's range.
     """
     calls = [n for n in prepared.graph.nodes if n.op == "call_module"]
     uses = Counter(id(getattr(prepared, n.target)) for n in calls)
@@ -740,13 +747,13 @@ def zero_pads_keep_input_range(prepared: GraphModule) -> int:
         if not (isinstance(before, Node) and before.op == "call_module"):
             continue
         obs, src = getattr(prepared, node.target), getattr(prepared, before.target)
-        if (
-            _only_into_convs(node)
-            and uses[id(obs)] == 1
-            and _range_module(obs)
-            and type(obs) is type(src)
-            and _same_grid(obs, src)
-        ):
+        if _only_into_convs(node):
+            calls = 1
+        elif _only_into_windows(node):
+            calls = 1 + len(node.users)  # the windows each unfold takes share the pad's observer
+        else:
+            continue
+        if uses[id(obs)] == calls and _range_module(obs) and type(obs) is type(src) and _same_grid(obs, src):
             replace[id(obs)] = src
     replace_observers(prepared, replace)
     return len(replace)
@@ -808,6 +815,10 @@ def replace_observers(model: GraphModule, replace: dict[int, torch.nn.Module]) -
 
 def _only_into_convs(node: Node) -> bool:
     return all(u.target in CONV_OPS and u.args[0] is node for u in node.users)
+
+
+def _only_into_windows(node: Node) -> bool:
+    return all(u.target is aten.unfold.default for u in node.users)
 
 
 def _pads_zeros(pad: Node) -> bool:

@@ -1491,3 +1491,34 @@ def test_a_narrow_input_concatenated_with_a_wide_one_keeps_its_own_range(tmp_pat
     )
     report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npz"))
     assert report["metrics"]["onnx_output_sqnr_db"] >= 32, report["metrics"]  # 28.4 with one range
+
+
+def test_sliding_window_keys_move_as_uint8(tmp_path):
+    # Longformer's keys and values zero-padded and unfolded into 2w + 1 windows per query: the pad,
+    # the unfold's Gather and its transposes ran in float on 2w + 1 times the data, 1.10x of
+    # onnxruntime's quantizer, which moves them as uint8
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Window(nn.Module):
+        def __init__(self, d=32, w=4):
+            super().__init__()
+            self.w = w
+            self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+
+        def forward(self, x):  # [B, L, d]
+            w = self.w
+            k = F.pad(self.k(x), (0, 0, w, w)).unfold(1, 2 * w + 1, 1)  # [B, L, d, 2w + 1]
+            v = F.pad(self.v(x), (0, 0, w, w)).unfold(1, 2 * w + 1, 1)
+            a = torch.einsum("bld,bldw->blw", self.q(x), k).softmax(-1)
+            return self.o(torch.einsum("blw,bldw->bld", a, v))
+
+    torch.manual_seed(0)
+    path = _save(Window(), (torch.randn(2, 16, 32),), tmp_path / "window.pt2")
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 16, 32)).astype(np.float32))
+    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    left = {u["op"] for u in report["unfused"]}
+    assert not left & {"Pad", "Gather", "Transpose"}, report["unfused"]
+    assert report["metrics"]["onnx_output_sqnr_db"] >= 30, report["metrics"]
