@@ -285,6 +285,16 @@ def _small_cnn():
     )  # fmt: skip
 
 
+def _quantize_on_noise(model, shape, tmp_path, rows=16, **kw):
+    """`model` exported at batch 2, then quantized on a file of `rows` standard-normal inputs of `shape`."""
+    import numpy as np
+    import torch
+
+    path = _save(model, (torch.randn(2, *shape),), tmp_path / "model.pt2")
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((rows, *shape)).astype(np.float32))
+    return quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"), **kw)
+
+
 def _save(model, inputs, path, dynamic=None):
     import torch
 
@@ -434,7 +444,6 @@ def test_capsule_squash_keeps_its_last_multiply_float(tmp_path):
 def test_flipped_channels_stay_int8(tmp_path):
     # a normalizing flow reverses its channels between couplings: x.flip(1) ran as DQ -> Slice -> Split
     # in float and each half was quantized again (RealNVP: 36.7 dB, 37.9 with the flip in int8)
-    import numpy as np
     import torch
     from torch import nn
 
@@ -456,9 +465,7 @@ def test_flipped_channels_stay_int8(tmp_path):
             return x
 
     torch.manual_seed(0)
-    path = _save(Flow(), (torch.randn(2, 3, 16, 16),), tmp_path / "f.pt2")
-    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((32, 3, 16, 16)).astype(np.float32))
-    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    report = _quantize_on_noise(Flow(), (3, 16, 16), tmp_path, rows=32)
     float_ops = {u["op"] for u in report["unfused"]}
     assert not float_ops & {"Slice", "Split"}, report["unfused"]
     assert report["metrics"]["onnx_parity_sqnr_db"] >= 35, report["metrics"]
@@ -512,7 +519,6 @@ def test_complex_numbers_are_refused_before_calibration_unless_onnx_is_off(tmp_p
 def test_an_fft_convolution_the_exporter_can_write_is_quantized(tmp_path):
     # Hyena's long convolution: rfft, a complex product and irfft export as DFT ops; refusing every
     # complex value turned away a model that runs at 0.77x of onnxruntime's quantizer, 7 dB better
-    import numpy as np
     import torch
     from torch import nn
 
@@ -530,16 +536,13 @@ def test_an_fft_convolution_the_exporter_can_write_is_quantized(tmp_path):
             return self.out((y + u).transpose(1, 2))
 
     torch.manual_seed(0)
-    path = _save(LongConv(), (torch.randn(2, 32, 16),), tmp_path / "hyena.pt2")
-    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 32, 16)).astype(np.float32))
-    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    report = _quantize_on_noise(LongConv(), (32, 16), tmp_path)
     m = report["metrics"]
     assert m["onnx_output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
     assert m["ort_op_counts"].get("QGemm", 0) == 2, m["ort_op_counts"]
 
 
 def test_each_output_gets_its_own_sqnr(tmp_path):
-    import numpy as np
     import torch
     from torch import nn
 
@@ -559,9 +562,7 @@ def test_each_output_gets_its_own_sqnr(tmp_path):
             return {"heat": torch.sigmoid(self.heat(f)), "size": 100 * self.size(f)}
 
     torch.manual_seed(0)
-    path = _save(TwoHeads(), (torch.randn(2, 3, 16, 16),), tmp_path / "heads.pt2")
-    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 3, 16, 16)).astype(np.float32))
-    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"), export_onnx=False)
+    report = _quantize_on_noise(TwoHeads(), (3, 16, 16), tmp_path, export_onnx=False)
     m = report["metrics"]
     each = m["outputs_sqnr_db"]
     assert list(each) == ["heat", "size"] and min(each.values()) >= 25, m
@@ -577,7 +578,6 @@ def test_a_minus_infinity_mask_leaves_the_analysis_finite(tmp_path):
     # the histogram's range infinite (the run crashed after calibration) and every layer sum NaN
     import math
 
-    import numpy as np
     import torch
     from torch import nn
 
@@ -594,9 +594,7 @@ def test_a_minus_infinity_mask_leaves_the_analysis_finite(tmp_path):
             return self.out(torch.softmax(w, dim=-1) @ v)
 
     torch.manual_seed(0)
-    path = _save(WindowAttention(), (torch.randn(2, 16, 32),), tmp_path / "swa.pt2")
-    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 16, 32)).astype(np.float32))
-    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    report = _quantize_on_noise(WindowAttention(), (16, 32), tmp_path)
     m = report["metrics"]
     assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
     masked = [x for x in report["layers"] if x["op"] == "add"]
@@ -1136,7 +1134,6 @@ def test_a_minus_inf_mask_reshaped_and_concatenated_before_softmax_stays_float(t
     # CCNet's criss-cross attention adds -inf on the diagonal of the column scores, then views,
     # permutes and concatenates them with the row scores before softmax. As a QLinearAdd the -inf
     # input got an observer range of zero width and rounded to 0: the mask vanished silently
-    import numpy as np
     import torch
     from torch import nn
 
@@ -1169,9 +1166,7 @@ def test_a_minus_inf_mask_reshaped_and_concatenated_before_softmax_stays_float(t
             return o_h + o_w
 
     torch.manual_seed(0)
-    path = _save(CrissCross(), (torch.randn(2, 3, 12, 12),), tmp_path / "cc.pt2")
-    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 3, 12, 12)).astype(np.float32))
-    m = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))["metrics"]
+    m = _quantize_on_noise(CrissCross(), (3, 12, 12), tmp_path)["metrics"]
     assert m["ort_op_counts"].get("QLinearAdd") == 1, m  # o_h + o_w only
     assert m["output_sqnr_db"] >= 25 and m["onnx_parity_sqnr_db"] >= 35, m
 
@@ -1179,7 +1174,6 @@ def test_a_minus_inf_mask_reshaped_and_concatenated_before_softmax_stays_float(t
 def test_a_linear_shared_by_batch_norms_folds_each_call(tmp_path):
     # TabNet shares its GLU linears between steps, each call with its own BatchNorm1d; torchao folds a
     # shared weight once and drops the other calls' norms (14.7 dB with nothing quantized at all)
-    import numpy as np
     import torch
     from torch import nn
 
@@ -1198,9 +1192,7 @@ def test_a_linear_shared_by_batch_norms_folds_each_call(tmp_path):
             return self.head(x)
 
     torch.manual_seed(0)
-    path = _save(randomize_bn(Shared()), (torch.randn(2, 16),), tmp_path / "s.pt2")
-    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32))
-    m = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"), samples=64)["metrics"]
+    m = _quantize_on_noise(randomize_bn(Shared()), (16,), tmp_path, rows=64, samples=64)["metrics"]
     assert m["ort_op_counts"].get("QGemm") == 4, m
     assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
 
@@ -1252,28 +1244,22 @@ def test_kernels_computed_from_the_input_stay_float(tmp_path):
 def test_a_group_count_that_follows_the_batch_takes_a_fixed_batch(tmp_path):
     # CondConv run as one conv grouped over batch x channels, saved with a dynamic batch: torch's ONNX
     # exporter cannot write the symbolic group count ("Failed to convert the exported program")
-    import numpy as np
     import torch
 
     torch.manual_seed(0)
-    path = _save(_cond_conv(), (torch.randn(2, 3, 12, 12),), tmp_path / "cc.pt2")
-    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 3, 12, 12)).astype(np.float32))
-    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    report = _quantize_on_noise(_cond_conv(), (3, 12, 12), tmp_path)
     assert any("group count follows the batch" in w for w in report["warnings"]), report["warnings"]
     assert report["metrics"]["onnx_parity_sqnr_db"] >= 35, report["metrics"]
 
 
 def test_local_response_norm_is_not_called_a_residual_sum(tmp_path):
     # the diagnosis took any Add read by a Pow for an RMSNorm's residual sum; LRN's (k + a s) ** 0.75
-    import numpy as np
     import torch
     from torch import nn
 
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.LocalResponseNorm(5), nn.Conv2d(8, 4, 3))
     torch.manual_seed(0)
-    path = _save(model, (torch.randn(2, 3, 16, 16),), tmp_path / "lrn.pt2")
-    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 3, 16, 16)).astype(np.float32))
-    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    report = _quantize_on_noise(model, (3, 16, 16), tmp_path)
     assert report["unfused"] and not [u for u in report["unfused"] if "residual" in u["reason"]], report[
         "unfused"
     ]
@@ -1283,15 +1269,12 @@ def test_local_response_norm_is_not_called_a_residual_sum(tmp_path):
 def test_mish_multiplies_in_int8_without_the_slow_softplus(tmp_path):
     # ONNX Runtime's Softplus kernel is scalar (36 ms on 64 x 112 x 112, 2.4 ms as relu + log1p(exp(-|x|)));
     # CSPDarknet with Mish ran at 1.04x of onnxruntime's quantizer, 0.53x with both changes
-    import numpy as np
     import torch
     from torch import nn
 
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Mish(), nn.Conv2d(8, 8, 3), nn.Mish(inplace=True))
     torch.manual_seed(0)
-    path = _save(model, (torch.randn(2, 3, 16, 16),), tmp_path / "mish.pt2")
-    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 3, 16, 16)).astype(np.float32))
-    m = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))["metrics"]
+    m = _quantize_on_noise(model, (3, 16, 16), tmp_path)["metrics"]
     ops = m["ort_op_counts"]
     assert "Softplus" not in ops and "Mish" not in ops and ops.get("QLinearMul") == 2, ops
     assert m["output_sqnr_db"] >= 30 and m["onnx_parity_sqnr_db"] >= 35, m
@@ -1367,7 +1350,6 @@ def test_writes_into_slices_reach_the_quantized_model(tmp_path):
 def test_a_causal_mask_filled_in_place_exports(tmp_path):
     # HF's _make_causal_mask: torch.full(...).masked_fill_(...) on a constant; folding left the
     # in-place op on a buffer two constants shared, and the int8 ONNX export failed (OPT, Phi, Qwen2)
-    import numpy as np
     import torch
     from torch import nn
 
@@ -1385,9 +1367,7 @@ def test_a_causal_mask_filled_in_place_exports(tmp_path):
             return ((q @ k.transpose(1, 2)) / 4 + mask[None]).softmax(-1) @ v
 
     torch.manual_seed(0)
-    path = _save(Causal(), (torch.randn(2, 8, 16),), tmp_path / "causal.pt2")
-    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 8, 16)).astype(np.float32))
-    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    report = _quantize_on_noise(Causal(), (8, 16), tmp_path)
     m = report["metrics"]
     assert m["onnx_output_sqnr_db"] >= 25 and m["onnx_parity_sqnr_db"] >= 35, m
 
@@ -1395,7 +1375,6 @@ def test_a_causal_mask_filled_in_place_exports(tmp_path):
 def test_matrices_times_column_vectors_stay_float(tmp_path):
     # an LRU's per-state kernels [N, L, L] times [B, N, L, 1]: ONNX Runtime's QLinearMatMul ran one
     # tiny product per matrix, 2.26x of onnxruntime's quantizer, which keeps the MatMul float
-    import numpy as np
     import torch
     from torch import nn
 
@@ -1411,9 +1390,7 @@ def test_matrices_times_column_vectors_stay_float(tmp_path):
             return self.out((self.kernel @ u).squeeze(-1).transpose(1, 2))
 
     torch.manual_seed(0)
-    path = _save(Kernels(), (torch.randn(2, 16, 16),), tmp_path / "lru.pt2")
-    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 16, 16)).astype(np.float32))
-    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    report = _quantize_on_noise(Kernels(), (16, 16), tmp_path)
     counts = report["metrics"]["ort_op_counts"]
     assert counts.get("QGemm", 0) + counts.get("MatMulInteger", 0) >= 2 and "QLinearMatMul" not in counts, (
         counts
@@ -1443,15 +1420,12 @@ def test_a_wide_linear_over_few_inputs_stays_float(tmp_path):
     # ONNX Runtime's int8 linear over K < 16 inputs lost to its float MatMul (1.3-4.7x at K <= 8); a
     # dynamic conv's mm(attention[B, 4], experts[4, N]) made the model 1.9x of onnxruntime's quantizer.
     # A narrow one stays int8 (the small test models' Linear(8, 16) and the like)
-    import numpy as np
     import torch
     from torch import nn
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 4096), nn.ReLU(), nn.Linear(4096, 64), nn.ReLU(), nn.Linear(64, 8))
-    path = _save(model, (torch.randn(2, 4),), tmp_path / "few.pt2")
-    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32))
-    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    report = _quantize_on_noise(model, (4,), tmp_path)
     counts = report["metrics"]["ort_op_counts"]
     assert counts.get("QGemm", 0) == 2 and "QLinearMatMul" not in counts, counts
     (kept,) = report["unfused"]
@@ -1497,7 +1471,6 @@ def test_sliding_window_keys_move_as_uint8(tmp_path):
     # Longformer's keys and values zero-padded and unfolded into 2w + 1 windows per query: the pad,
     # the unfold's Gather and its transposes ran in float on 2w + 1 times the data, 1.10x of
     # onnxruntime's quantizer, which moves them as uint8
-    import numpy as np
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -1516,9 +1489,7 @@ def test_sliding_window_keys_move_as_uint8(tmp_path):
             return self.o(torch.einsum("blw,bldw->bld", a, v))
 
     torch.manual_seed(0)
-    path = _save(Window(), (torch.randn(2, 16, 32),), tmp_path / "window.pt2")
-    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 16, 32)).astype(np.float32))
-    report = quantize(path, tmp_path / "out", calib=str(tmp_path / "c.npy"))
+    report = _quantize_on_noise(Window(), (16, 32), tmp_path)
     left = {u["op"] for u in report["unfused"]}
     assert not left & {"Pad", "Gather", "Transpose"}, report["unfused"]
     assert report["metrics"]["onnx_output_sqnr_db"] >= 30, report["metrics"]
