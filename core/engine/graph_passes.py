@@ -696,10 +696,10 @@ def _leaky(node: Node) -> tuple[Node, float] | None:
 
 
 def _stack(gm: GraphModule, node: Node) -> Node:
-    """stack -> unsqueeze each and concatenate: a cat shares one scale (QLinearConcat is a copy); the
-    stack itself had no int8 form and kept both it and the unbind after it in float."""
-    tensors, dim = node.args[0], node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-    pieces = [_call(gm, node, aten.unsqueeze.default, (t, dim)) for t in tensors]
+    """stack -> unsqueeze each and concatenate: a cat runs as a QLinearConcat; the stack itself had no
+    int8 form and kept both it and the unbind after it in float."""
+    dim = _stack_dim(node)
+    pieces = [_call(gm, node, aten.unsqueeze.default, (t, dim)) for t in node.args[0]]
     return _call(gm, node, aten.cat.default, (pieces, dim))
 
 
@@ -820,8 +820,8 @@ def decompose_for_int8(gm: GraphModule, qat: bool = False) -> int:
     half), add(x, y, alpha) -> x + y * alpha, a depthwise conv with a channel multiplier -> repeat +
     depthwise, an average pool -> a depthwise conv, a roll -> slices and a concatenation, a ReLU of a
     concatenation -> one of ReLUs, maximum(x, a x) and where(x > 0, x, a x) -> LeakyReLU, clamp(min=0)
-    -> ReLU, stack -> unsqueeze + cat (averaged over its axis: a sum), a max-pool whose indices nothing reads -> one without; chains
-    of clamps merged first (`merge_clamps`). The in-place hard-swish, hard-sigmoid, Mish and
+    -> ReLU, stack -> unsqueeze + cat (averaged over its axis: a sum), a max-pool whose indices
+    nothing reads -> one without; chains of clamps merged first (`merge_clamps`). The in-place hard-swish, hard-sigmoid, Mish and
     SiLU too, where nothing else reads their input.
 
     ONNX Runtime has no integer PRelu but a QLinearLeakyRelu, the same function for a single slope (QAT
